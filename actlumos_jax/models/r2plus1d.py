@@ -1,0 +1,199 @@
+"""R(2+1)D video ResNets (Tran et al. 2018) in Flax NNX, channels last.
+
+Two variants of one family:
+  * ``torchvision``: torchvision's stock ``VideoResNet`` (BN eps 1e-5, torch
+    momentum 0.1, one mid-plane count per block).
+  * ``ig65m``: the IG-65M release (BN eps 1e-3, torch momentum 0.9, and the
+    Caffe2 mid-plane count in conv2 of the first block of layers 2-4).
+
+Inputs are (N, T, H, W, 3); torchvision's NCTHW maps to this by a transpose.
+All padding is explicit and symmetric, as PyTorch's: Flax's "SAME" pads
+stride-2 convolutions asymmetrically and gives different numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+DEPTHS: dict[int, tuple[int, int, int, int]] = {
+    10: (1, 1, 1, 1),
+    18: (2, 2, 2, 2),
+    26: (2, 3, 4, 3),
+    34: (3, 4, 6, 3),
+}
+VARIANTS = ("torchvision", "ig65m")
+
+# torch's BatchNorm momentum m updates running = (1-m)*running + m*batch; Flax's
+# momentum is the weight of the running value, so flax = 1 - torch.
+_BN = {
+    "torchvision": dict(epsilon=1e-5, momentum=0.9),
+    "ig65m": dict(epsilon=1e-3, momentum=0.1),
+}
+
+
+def midplanes(in_planes: int, out_planes: int) -> int:
+    """Mid-plane count that matches a full 3x3x3 conv's parameter count."""
+    return (in_planes * out_planes * 27) // (in_planes * 9 + 3 * out_planes)
+
+
+@dataclasses.dataclass(frozen=True)
+class R2Plus1DSpec:
+    """Architecture of one R(2+1)D network; everything a checkpoint must match."""
+
+    depth: int = 34
+    variant: str = "ig65m"
+    width: float = 1.0
+    num_classes: int | None = None  # None: no classifier head.
+
+    def __post_init__(self):
+        if self.depth not in DEPTHS:
+            raise ValueError(f"R(2+1)D depth must be one of {sorted(DEPTHS)}, got {self.depth}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"R(2+1)D variant must be one of {VARIANTS}, got {self.variant!r}")
+        if not self.width > 0:
+            raise ValueError(f"R(2+1)D width multiplier must be positive, got {self.width}")
+
+    @property
+    def stage_widths(self) -> tuple[int, int, int, int]:
+        return tuple(max(1, round(c * self.width)) for c in (64, 128, 256, 512))
+
+    @property
+    def stem_width(self) -> int:
+        return max(1, round(45 * self.width))
+
+    @property
+    def feature_dim(self) -> int:
+        return self.stage_widths[-1]
+
+
+def _conv(in_f, out_f, kernel, stride, padding, dtype, rngs):
+    return nnx.Conv(
+        in_f, out_f, kernel_size=kernel, strides=stride,
+        padding=tuple((p, p) for p in padding), use_bias=False,
+        dtype=dtype, param_dtype=jnp.float32,
+        # torchvision's VideoResNet init: kaiming normal, fan_out, relu.
+        kernel_init=nnx.initializers.variance_scaling(2.0, "fan_out", "normal"),
+        rngs=rngs,
+    )
+
+
+def _bn(features, variant, dtype, rngs):
+    return nnx.BatchNorm(features, dtype=dtype, param_dtype=jnp.float32, rngs=rngs, **_BN[variant])
+
+
+class Conv2Plus1D(nnx.Module):
+    """(1,3,3) spatial conv -> BN -> ReLU -> (3,1,1) temporal conv."""
+
+    def __init__(self, in_planes, out_planes, mid_planes, stride, variant, dtype, rngs):
+        self.spatial = _conv(in_planes, mid_planes, (1, 3, 3), (1, stride, stride), (0, 1, 1), dtype, rngs)
+        self.mid_bn = _bn(mid_planes, variant, dtype, rngs)
+        self.temporal = _conv(mid_planes, out_planes, (3, 1, 1), (stride, 1, 1), (1, 0, 0), dtype, rngs)
+
+    def __call__(self, x):
+        return self.temporal(jax.nn.relu(self.mid_bn(self.spatial(x))))
+
+
+class BasicBlock(nnx.Module):
+    def __init__(self, in_planes, planes, stride, conv2_mid, variant, dtype, rngs):
+        mid = midplanes(in_planes, planes)
+        self.conv1 = Conv2Plus1D(in_planes, planes, mid, stride, variant, dtype, rngs)
+        self.bn1 = _bn(planes, variant, dtype, rngs)
+        self.conv2 = Conv2Plus1D(planes, planes, conv2_mid or mid, 1, variant, dtype, rngs)
+        self.bn2 = _bn(planes, variant, dtype, rngs)
+        if stride != 1 or in_planes != planes:
+            self.down_conv = _conv(in_planes, planes, (1, 1, 1), (stride,) * 3, (0, 0, 0), dtype, rngs)
+            self.down_bn = _bn(planes, variant, dtype, rngs)
+        else:
+            self.down_conv = self.down_bn = None
+
+    def __call__(self, x):
+        out = jax.nn.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        shortcut = x if self.down_conv is None else self.down_bn(self.down_conv(x))
+        return jax.nn.relu(out + shortcut)
+
+
+class Stem(nnx.Module):
+    """(1,7,7)/2 spatial conv to 45 maps, then a (3,1,1) temporal conv. No max-pool."""
+
+    def __init__(self, spec: R2Plus1DSpec, dtype, rngs):
+        w0, mid = spec.stage_widths[0], spec.stem_width
+        self.spatial = _conv(3, mid, (1, 7, 7), (1, 2, 2), (0, 3, 3), dtype, rngs)
+        self.spatial_bn = _bn(mid, spec.variant, dtype, rngs)
+        self.temporal = _conv(mid, w0, (3, 1, 1), (1, 1, 1), (1, 0, 0), dtype, rngs)
+        self.temporal_bn = _bn(w0, spec.variant, dtype, rngs)
+
+    def __call__(self, x):
+        x = jax.nn.relu(self.spatial_bn(self.spatial(x)))
+        return jax.nn.relu(self.temporal_bn(self.temporal(x)))
+
+
+class R2Plus1D(nnx.Module):
+    """R(2+1)D-{10,18,26,34}.
+
+    ``features(x)`` gives the last stage's map (N, T/8, H/16, W/16, C);
+    ``__call__(x)`` pools it and applies the classifier head, like torchvision.
+    """
+
+    def __init__(self, spec: R2Plus1DSpec, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
+        self.spec = spec
+        self.stem = Stem(spec, dtype, rngs)
+        layers = []
+        in_planes = spec.stage_widths[0]
+        for stage, (planes, blocks) in enumerate(zip(spec.stage_widths, DEPTHS[spec.depth])):
+            stride = 1 if stage == 0 else 2
+            # The IG-65M weights came from Caffe2, whose first block per stage sizes
+            # conv2 from (planes, planes) rather than (in_planes, planes).
+            caffe2_mid = midplanes(planes, planes) if spec.variant == "ig65m" and stage > 0 else None
+            layer = [BasicBlock(in_planes, planes, stride, caffe2_mid, spec.variant, dtype, rngs)]
+            layer += [BasicBlock(planes, planes, 1, None, spec.variant, dtype, rngs) for _ in range(blocks - 1)]
+            layers.append(nnx.List(layer))
+            in_planes = planes
+        self.layers = nnx.List(layers)
+        if spec.num_classes:
+            self.fc = nnx.Linear(
+                in_planes, spec.num_classes, dtype=dtype, param_dtype=jnp.float32,
+                kernel_init=nnx.initializers.normal(0.01), rngs=rngs,
+            )
+        else:
+            self.fc = None
+
+    def features(self, x: jax.Array) -> jax.Array:
+        if x.ndim != 5 or x.shape[-1] != 3:
+            raise ValueError(f"R2Plus1D expects (N, T, H, W, 3) clips, got shape {x.shape}")
+        x = self.stem(x)
+        for layer in self.layers:
+            for block in layer:
+                x = block(x)
+        return x
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.fc is None:
+            raise ValueError("this R2Plus1D was built without a classifier head (num_classes=None)")
+        pooled = jnp.mean(self.features(x), axis=(1, 2, 3))
+        return self.fc(pooled)
+
+
+def parameter_count(module: nnx.Module) -> int:
+    """Number of trainable scalars (BatchNorm statistics excluded)."""
+    return sum(int(p.size) for p in jax.tree.leaves(nnx.state(module, nnx.Param)))
+
+
+def block_midplanes(spec: R2Plus1DSpec) -> Sequence[Sequence[tuple[int, int]]]:
+    """Per stage, per block: (conv1 mid, conv2 mid). Documents the Caffe2 change."""
+    out, in_planes = [], spec.stage_widths[0]
+    for stage, (planes, blocks) in enumerate(zip(spec.stage_widths, DEPTHS[spec.depth])):
+        rows = []
+        for b in range(blocks):
+            src = in_planes if b == 0 else planes
+            mid = midplanes(src, planes)
+            mid2 = midplanes(planes, planes) if (b == 0 and stage > 0 and spec.variant == "ig65m") else mid
+            rows.append((mid, mid2))
+        out.append(rows)
+        in_planes = planes
+    return out

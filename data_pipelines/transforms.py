@@ -1,0 +1,135 @@
+"""Spatial augmentation of whole clips, and the input normalisation.
+
+One draw (crop box + flip) applies to every frame of a view, and can apply to
+several arrays at once, so the teacher's dark and retinex streams see the same
+crop. Frames arrive already resized to ``resize`` (128x170 by default) by the
+decoder (see frame_reader.py); here they are cropped, resized to the crop
+size and flipped. Pixels stay uint8 on the host: ``normalize`` runs on device.
+
+
+jax is imported inside the device-side functions only: grain workers import
+this module, and importing jax there costs seconds per worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import av
+import numpy as np
+from av.video.reformatter import VideoReformatter
+
+# Normalisation of the IG-65M R(2+1)D weights, for pixels in [0, 1].
+IG65M_MEAN = (0.43216, 0.394666, 0.37645)
+IG65M_STD = (0.22803, 0.22145, 0.216989)
+MULTI_SCALE_RATIOS = (1.0, 0.875, 0.75, 0.66)
+
+
+@dataclasses.dataclass(frozen=True)
+class CropDraw:
+    """A crop box in the resized frame, and whether to flip left-right."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    flip: bool = False
+
+
+def multi_scale_crop_sizes(
+    image_hw: tuple[int, int], output_hw: tuple[int, int],
+    scales: tuple[float, ...] = MULTI_SCALE_RATIOS, max_distort: int = 1,
+) -> list[tuple[int, int]]:
+    """Candidate (height, width) crops of the reference's multi-scale crop.
+
+    Each side is ``int(short_side * scale)`` (a size within 3 px of the output
+    snaps to it); the height and width scales differ by at most ``max_distort``
+    steps of the scale list.
+    """
+    base = min(image_hw)
+    sizes = [int(base * s) for s in scales]
+    heights = [output_hw[0] if abs(s - output_hw[0]) < 3 else s for s in sizes]
+    widths = [output_hw[1] if abs(s - output_hw[1]) < 3 else s for s in sizes]
+    return [(h, w) for i, h in enumerate(heights) for j, w in enumerate(widths) if abs(i - j) <= max_distort]
+
+
+def fixed_crop_offsets(image_hw: tuple[int, int], crop_hw: tuple[int, int]) -> list[tuple[int, int]]:
+    """The 13 (top, left) positions of the reference's ``more_fix_crop``: corners,
+    centre, edge centres and quarter points of a 4x4 grid over the slack."""
+    h_step = (image_hw[0] - crop_hw[0]) // 4
+    w_step = (image_hw[1] - crop_hw[1]) // 4
+    grid = [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2),
+            (2, 0), (2, 4), (4, 2), (0, 2),
+            (1, 1), (1, 3), (3, 1), (3, 3)]
+    return [(r * h_step, c * w_step) for r, c in grid]
+
+
+def sample_multi_scale_crop(
+    rng: np.random.Generator, image_hw: tuple[int, int], output_hw: tuple[int, int],
+    scales: tuple[float, ...] = MULTI_SCALE_RATIOS, flip_probability: float = 0.5,
+) -> CropDraw:
+    """A training draw: a multi-scale crop size, one of the fixed positions, a flip."""
+    sizes = multi_scale_crop_sizes(image_hw, output_hw, scales)
+    crop_h, crop_w = sizes[int(rng.integers(len(sizes)))]
+    offsets = fixed_crop_offsets(image_hw, (crop_h, crop_w))
+    top, left = offsets[int(rng.integers(len(offsets)))]
+    return CropDraw(top, left, crop_h, crop_w, flip=bool(rng.random() < flip_probability))
+
+
+def centre_crop(image_hw: tuple[int, int], output_hw: tuple[int, int]) -> CropDraw:
+    """The evaluation draw: an ``output_hw`` box in the centre, no flip."""
+    if output_hw[0] > image_hw[0] or output_hw[1] > image_hw[1]:
+        raise ValueError(f"crop {output_hw} is larger than the resized frame {image_hw}")
+    return CropDraw((image_hw[0] - output_hw[0]) // 2, (image_hw[1] - output_hw[1]) // 2, *output_hw)
+
+
+def resize_frames(frames: np.ndarray, output_hw: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of uint8 (T, H, W, 3) frames with libswscale (C speed, no float copy)."""
+    if frames.shape[1:3] == tuple(output_hw):
+        return frames
+    height, width = output_hw
+    reformatter = VideoReformatter()
+    return np.stack([
+        reformatter.reformat(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24"),
+                             width, height, "rgb24", interpolation="BILINEAR").to_ndarray()
+        for f in frames])
+
+
+def apply_crop(draw: CropDraw, output_hw: tuple[int, int], *clips: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Applies one draw to every frame of every clip: crop, resize to ``output_hw``, flip."""
+    out = []
+    for clip in clips:
+        if clip.ndim != 4 or clip.shape[-1] != 3 or clip.dtype != np.uint8:
+            raise ValueError(f"apply_crop expects uint8 (T, H, W, 3), got {clip.dtype} {clip.shape}")
+        if draw.top + draw.height > clip.shape[1] or draw.left + draw.width > clip.shape[2]:
+            raise ValueError(f"crop {draw} does not fit a frame of {clip.shape[1:3]}")
+        crop = clip[:, draw.top:draw.top + draw.height, draw.left:draw.left + draw.width]
+        crop = resize_frames(crop, output_hw)
+        if draw.flip:
+            crop = crop[:, :, ::-1]
+        out.append(np.ascontiguousarray(crop))
+    return tuple(out)
+
+
+def normalize(x_uint8, dtype=None):
+    """uint8 RGB (..., 3) to IG-65M-normalised floats (default float32); meant
+    to run on device inside the jitted step."""
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top  # keeps jax out of loader workers
+    dtype = jnp.float32 if dtype is None else dtype
+    x = x_uint8.astype(jnp.float32) / 255.0
+    mean = jnp.asarray(IG65M_MEAN, jnp.float32)
+    std = jnp.asarray(IG65M_STD, jnp.float32)
+    return ((x - mean) / std).astype(dtype)
+
+
+def to_unit_range(x_uint8, dtype=None):
+    """uint8 to [0, 1] floats on device (the retinex stream starts from these)."""
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+    dtype = jnp.float32 if dtype is None else dtype
+    return (x_uint8.astype(jnp.float32) / 255.0).astype(dtype)
+
+
+def normalize_np(x_uint8: np.ndarray) -> np.ndarray:
+    """NumPy float32 version of ``normalize`` for tests and host-side tools."""
+    x = np.asarray(x_uint8, np.float32) / np.float32(255.0)
+    return (x - np.asarray(IG65M_MEAN, np.float32)) / np.asarray(IG65M_STD, np.float32)

@@ -1,0 +1,80 @@
+"""Spatial augmentation against worked examples and OpenCV; normalisation by hand."""
+
+import cv2
+import numpy as np
+import pytest
+
+from data_pipelines import transforms
+
+
+def _smooth_clip(rng, t=3, h=128, w=170):
+    base = rng.integers(0, 256, (t, 12, 16, 3)).astype(np.uint8)
+    return np.stack([cv2.resize(b, (w, h), interpolation=cv2.INTER_CUBIC) for b in base])
+
+
+def test_multi_scale_crop_sizes_worked_example():
+    # Short side 128: int(128 * s) = 128, 112, 96, 84; neighbouring scales may pair.
+    sizes = transforms.multi_scale_crop_sizes((128, 170), (112, 112))
+    assert sizes == [(128, 128), (128, 112), (112, 128), (112, 112), (112, 96), (96, 112),
+                     (96, 96), (96, 84), (84, 96), (84, 84)]
+    # Sizes within 3 px of the output snap to it (64 * .875 = 56 exactly; 64 * .66 = 42).
+    assert (56, 56) in transforms.multi_scale_crop_sizes((64, 85), (56, 56))
+    assert transforms.multi_scale_crop_sizes((100, 100), (74, 74))[-1] == (66, 66)
+    assert (74, 74) in transforms.multi_scale_crop_sizes((100, 100), (74, 74))  # 75 snaps to 74
+
+
+def test_fixed_offsets_worked_example():
+    offsets = transforms.fixed_crop_offsets((128, 170), (96, 84))  # steps 8 and 21
+    assert len(offsets) == 13 and len(set(offsets)) == 13
+    assert {(0, 0), (0, 84), (32, 0), (32, 84), (16, 42), (8, 21), (24, 63)} <= set(offsets)
+
+
+def test_sampled_draws_stay_inside_and_flip_half_the_time():
+    rng = np.random.default_rng(0)
+    draws = [transforms.sample_multi_scale_crop(rng, (128, 170), (112, 112)) for _ in range(2000)]
+    assert all(d.top + d.height <= 128 and d.left + d.width <= 170 for d in draws)
+    assert 0.45 < np.mean([d.flip for d in draws]) < 0.55
+    assert len({(d.height, d.width) for d in draws}) == 10
+
+
+def test_apply_crop_matches_opencv_and_flips():
+    clip = _smooth_clip(np.random.default_rng(1))
+    draw = transforms.CropDraw(top=16, left=42, height=96, width=84, flip=True)
+    (got,) = transforms.apply_crop(draw, (112, 112), clip)
+    ref = np.stack([cv2.resize(f[16:112, 42:126], (112, 112), interpolation=cv2.INTER_LINEAR)[:, ::-1]
+                    for f in clip])
+    diff = np.abs(got.astype(int) - ref.astype(int))
+    assert got.shape == (3, 112, 112, 3) and got.dtype == np.uint8
+    assert diff.mean() < 1.0 and diff.max() <= 6
+    # A wrong flip or a shifted crop is far off.
+    assert np.abs(got.astype(int) - ref[:, :, ::-1].astype(int)).mean() > 5
+
+
+def test_one_draw_for_several_arrays_and_exact_crop_without_resize():
+    rng = np.random.default_rng(2)
+    dark, bright = _smooth_clip(rng), _smooth_clip(rng)
+    draw = transforms.CropDraw(8, 21, 112, 112, flip=False)
+    a, b = transforms.apply_crop(draw, (112, 112), dark, bright)
+    assert np.array_equal(a, dark[:, 8:120, 21:133]) and np.array_equal(b, bright[:, 8:120, 21:133])
+
+
+def test_centre_crop_and_errors():
+    assert transforms.centre_crop((128, 170), (112, 112)) == transforms.CropDraw(8, 29, 112, 112, False)
+    with pytest.raises(ValueError, match="larger"):
+        transforms.centre_crop((64, 85), (112, 112))
+    with pytest.raises(ValueError, match="uint8"):
+        transforms.apply_crop(transforms.CropDraw(0, 0, 4, 4), (4, 4), np.zeros((2, 8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match="does not fit"):
+        transforms.apply_crop(transforms.CropDraw(6, 0, 4, 4), (4, 4), np.zeros((2, 8, 8, 3), np.uint8))
+
+
+def test_normalize_device_and_numpy_match_a_hand_computation():
+    x = np.array([[0, 128, 255], [10, 20, 30]], np.uint8)
+    mean, std = [0.43216, 0.394666, 0.37645], [0.22803, 0.22145, 0.216989]
+    expected = np.array([[(v / 255.0 - mean[c]) / std[c] for c, v in enumerate(row)] for row in x.tolist()])
+    np.testing.assert_allclose(transforms.normalize_np(x), expected, rtol=1e-5, atol=1e-6)
+    got = np.asarray(transforms.normalize(x))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    import jax.numpy as jnp
+    assert transforms.normalize(x, jnp.bfloat16).dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(transforms.to_unit_range(x)), x / 255.0, rtol=1e-6)

@@ -253,3 +253,18 @@ def test_validate_dataset_finds_undecodable_clips(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "arid10 split1_train: 10 clips, 11 classes" in out and "bad videos: 3" in out
     assert f"{fake.video_path(rows[2][0])}: not a readable video" in out
+
+
+def test_read_split_synthetic_generates_and_reads_like_arid(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACTLUMOS_DATA_DIR", str(tmp_path))  # the default cache root
+    info, records = datasets.read_split("synthetic", subset="test")   # split defaults to 1
+    assert (info.dataset, info.split, info.class_names) == ("synthetic", "split1_test", fixtures.ARID_CLASSES)
+    root = Path(records[0].path).parents[1]
+    assert tmp_path in root.parents
+    # The split list, parsed independently: idx<TAB>label<TAB>Class/Class_a_b.mp4.
+    rows = [line.split("\t") for line in (root / "ARID_split1_test.txt").read_text().splitlines() if line]
+    assert [(r.clip_id, r.label, r.path) for r in records] == [(c, int(l), str(root / c)) for _, l, c in rows]
+    assert {r.label for r in records} == set(range(11))
+    assert all(Path(r.path).stat().st_size > 0 for r in records)
+    info3, records3 = datasets.read_split("synthetic", split=3, subset="train")
+    assert info3.split == "split3_train" and Path(records3[0].path).parents[1] == root

@@ -146,3 +146,17 @@ def test_data_source_before_build_and_unknown_dataset(tmp_path):
         tfds_builders.data_source("dark48", data_dir=tmp_path, split=2)
     with pytest.raises(DatasetError, match="unknown dataset 'kinetics'"):
         tfds_builders.build("kinetics", root=tmp_path, data_dir=tmp_path)
+
+
+def test_build_synthetic_without_root_generates_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACTLUMOS_DATA_DIR", str(tmp_path / "cache"))
+    tfds_builders.build("synthetic", data_dir=tmp_path / "tfds", synthetic_preset="tiny", seed=0)
+    source = tfds_builders.data_source("synthetic", data_dir=tmp_path / "tfds", subset="test")
+    from data_pipelines import synthetic
+
+    root = synthetic.default_root("tiny", 0)
+    assert tmp_path in root.parents
+    rows = [line.split("\t") for line in (root / "ARID_split1_test.txt").read_text().splitlines() if line]
+    got = {source[i]["clip_id"]: source[i]["label"] for i in range(len(source))}
+    assert got == {clip_id: int(label) for _, label, clip_id in rows}
+    assert source[0]["video"] == (root / source[0]["clip_id"]).read_bytes()

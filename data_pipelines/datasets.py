@@ -458,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # With --subset all, a list that is not part of this download (e.g. "other") is only a note.
     missing_lists = [e for e in errors if "split list not found" in e]
     if errors and (args.subset != "all" or len(missing_lists) < len(errors) or not results):
-        for error in errors:
+        for error in dict.fromkeys(errors):  # a bad root fails every subset the same way
             print(f"error: {error}", file=sys.stderr)
         return 2
     for result in results:

@@ -14,6 +14,7 @@ skipped-clip count are exact whatever the worker count.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from typing import Any, Literal, Sequence
@@ -187,10 +188,21 @@ class _DropBadClipsIterator(grain.DatasetIterator):
         self._pending = 0
         self._epoch = 0
         self._epoch_skipped = 0
+        self._last: dict[str, Any] | None = None
 
     def __next__(self) -> dict[str, Any]:
         while True:
-            element = next(self._parent)
+            try:
+                element = next(self._parent)
+            except StopIteration:
+                self._report_epoch()
+                if self._pending and self._last is not None:
+                    # Bad clips at the very end: one masked slot carries their count.
+                    element = {k: np.zeros_like(v) for k, v in self._last.items()}
+                    element["skipped"] = np.int32(self._pending)
+                    self._pending, self._epoch_skipped = 0, 0
+                    return element
+                raise
             epoch, bad = element.pop("_epoch"), element.pop("_bad")
             if epoch != self._epoch:
                 self._report_epoch()
@@ -202,6 +214,7 @@ class _DropBadClipsIterator(grain.DatasetIterator):
                     continue
             element["skipped"] = np.int32(self._pending)
             self._pending = 0
+            self._last = element
             return element
 
     def _report_epoch(self) -> None:
@@ -226,7 +239,17 @@ class _DropBadClips(grain.IterDataset):
         return _DropBadClipsIterator(self._parent.__iter__(), self._drop)
 
 
-def _stack_batch(elements: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
+def _stack_batch(elements: Sequence[dict[str, Any]], size: int) -> dict[str, np.ndarray]:
+    """Stacks a batch and sums its ``skipped`` counts.
+
+    A short batch only happens at the end of a finite training stream after
+    clips were dropped; it is padded with ``mask=False`` slots rather than
+    dropped, so its skipped count still reaches the consumer.
+    """
+    elements = list(elements)
+    if len(elements) < size:
+        blank = {k: np.zeros_like(v) for k, v in elements[0].items()}
+        elements += [blank] * (size - len(elements))
     batch = {k: np.stack([e[k] for e in elements]) for k in elements[0] if k != "skipped"}
     batch["skipped"] = np.int32(sum(int(e["skipped"]) for e in elements))
     return batch
@@ -342,6 +365,6 @@ def make_loader(
         dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
                                                                    per_worker_buffer_size=buffer))
     dataset = _DropBadClips(dataset, drop=train)
-    dataset = dataset.batch(local_batch_size, drop_remainder=train, batch_fn=_stack_batch)
+    dataset = dataset.batch(local_batch_size, batch_fn=functools.partial(_stack_batch, size=local_batch_size))
     return Loader(dataset, batches_per_epoch, local_batch_size, global_batch_size)
 

@@ -38,7 +38,7 @@ from data_pipelines.bad_input import DatasetError
 from data_pipelines.synthetic_scene import CLASS_NAMES, make_actor, render_reflectance
 from data_pipelines.video_io import write_video
 
-VERSION = 1
+VERSION = 2
 NUM_SPLITS = 3
 MANIFEST = "manifest.json"
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec.601 luma of the stored RGB.
@@ -170,23 +170,22 @@ def quantise_srgb(linear: np.ndarray) -> np.ndarray:
 def expose(scene: np.ndarray, rng: np.random.Generator, target_luma: float) -> tuple[np.ndarray, dict]:
     """Linear radiance (T, H, W, 3) -> dark uint8 frames whose mean luma is about ``target_luma``.
 
-    Sensor model: electrons = k * radiance; shot noise (Gaussian approximation
-    of Poisson, std sqrt(electrons)) and read noise; clipped at the white level;
-    sRGB OETF; 8-bit rounding. The exposure k is found by bisection so that the
-    mean luma of the quantised noisy frames, on a 16k-pixel sample, hits the target.
+    Sensor model: electrons = k * radiance; shot noise (Poisson, variance =
+    electrons) plus read noise (Gaussian), drawn together as one Gaussian of
+    their summed variance; clipped at the white level; sRGB OETF; 8-bit
+    rounding. The exposure k is found by bisection so that the mean luma of the
+    quantised noisy frames, on a 16k-pixel sample, hits the target.
     """
     white = float(np.exp(rng.uniform(np.log(1500), np.log(6000))))
     read = float(rng.uniform(1.5, 4.0))
-    shot_z = rng.standard_normal(scene.shape, dtype=np.float32)
-    read_z = rng.standard_normal(scene.shape, dtype=np.float32)
+    noise_z = rng.standard_normal(scene.shape, dtype=np.float32)
 
-    def develop(k, radiance, shot, read_noise):
+    def develop(k, radiance, z):
         e = np.float32(k) * radiance
-        v = (e + np.sqrt(e) * shot + read * read_noise) / np.float32(white)
-        return quantise_srgb(v)
+        return quantise_srgb((e + np.sqrt(e + np.float32(read * read)) * z) / np.float32(white))
 
     pixels = rng.integers(0, scene.size // 3, 16384)
-    sample = [a.reshape(-1, 3)[pixels] for a in (scene, shot_z, read_z)]
+    sample = [a.reshape(-1, 3)[pixels] for a in (scene, noise_z)]
     lo, hi = np.log(1e-5 * white), np.log(10 * white)
     for _ in range(20):  # the mean luma is monotone in k (noise draws fixed)
         mid = (lo + hi) / 2
@@ -195,7 +194,7 @@ def expose(scene: np.ndarray, rng: np.random.Generator, target_luma: float) -> t
         else:
             hi = mid
     k = float(np.exp((lo + hi) / 2))
-    frames = develop(k, scene, shot_z, read_z)
+    frames = develop(k, scene, noise_z)
     return frames, {"white_level_electrons": round(white, 2), "read_noise_electrons": round(read, 3),
                     "exposure_electrons": round(k, 4)}
 

@@ -225,10 +225,11 @@ def _capsule(canvas, p0, p1, radius, colour):
     ya, yb = max(int(y0 - radius - 1), 0), min(int(y1 + radius + 2), h)
     if xa >= xb or ya >= yb:
         return
-    yy, xx = np.mgrid[ya:yb, xa:xb].astype(np.float32)
-    d = np.subtract(p1, p0, dtype=np.float32)
-    t = np.clip(((xx - p0[0]) * d[0] + (yy - p0[1]) * d[1]) / max(float(d @ d), 1e-6), 0, 1)
-    dist = np.hypot(xx - p0[0] - t * d[0], yy - p0[1] - t * d[1])
+    dx, dy = float(p1[0] - p0[0]), float(p1[1] - p0[1])
+    xx = np.arange(xa, xb, dtype=np.float32)[None, :] - np.float32(p0[0])
+    yy = np.arange(ya, yb, dtype=np.float32)[:, None] - np.float32(p0[1])
+    t = np.clip((xx * dx + yy * dy) * np.float32(1 / max(dx * dx + dy * dy, 1e-6)), 0, 1)
+    dist = np.hypot(xx - t * dx, yy - t * dy)
     _blend(canvas, slice(ya, yb), slice(xa, xb), np.clip(radius - dist + 0.5, 0, 1), colour)
 
 
@@ -311,6 +312,10 @@ def render_reflectance(name: str, actor: Actor, rng: np.random.Generator, h: int
     if rng.uniform() < 0.5:
         psi0 = np.pi - psi0
     psi = np.full(num_frames, psi0) + (np.pi - 2 * psi0) * props.get("turn", 0.0)
+    # One-armed actions use the arm nearer the camera (the left when facing right).
+    active = "l" if psi0 < np.pi / 2 else "r"
+    if active == "l":
+        pose = {k[:-1] + {"l": "r", "r": "l"}[k[-1]] if k[-2:] in ("_l", "_r") else k: v for k, v in pose.items()}
     segments = skeleton(pose)
     scale = actor.height * h * rng.uniform(0.95, 1.05)
     xs = np.concatenate([a[:, 0] for a, _ in segments.values()]) * np.cos(psi0)
@@ -325,18 +330,19 @@ def render_reflectance(name: str, actor: Actor, rng: np.random.Generator, h: int
     box = props.get("box")
     prop_colour = rng.uniform(0.2, 0.9, 3).astype(np.float32)
     frames = np.empty((num_frames, h, w, 3), np.float32)
+    seg_xy, seg_depth = _project(np.stack([np.stack(ends) for ends in segments.values()]), psi,
+                                 scale, cx - margin, ground - margin)  # (segment, end, frame, ...)
     for t in range(num_frames):
         canvas = room[margin + jitter[t, 1]:, margin + jitter[t, 0]:][:h, :w].copy()
         proj = lambda pts: _project(np.asarray(pts, np.float64), psi[t], scale, cx - margin - jitter[t, 0],
                                     ground - margin - jitter[t, 1])
         items = []  # (depth, draw) painted far to near
-        for key, (a, b) in segments.items():
-            (pa, pb), (da, db) = proj(np.stack([a[t], b[t]]))
+        for key, (pa, pb), (da, db) in zip(segments, seg_xy[:, :, t] - jitter[t], seg_depth[:, :, t]):
             kind = key.rsplit("_", 1)[0] if key[-2] == "_" else key
             r = _HEAD_R * scale if key == "head" else radius * (1.3 if kind in ("torso", "thigh") else 1.0)
             shade = 0.7 if (da + db) / 2 < -0.02 else 1.0
             items.append(((da + db) / 2, lambda pa=pa, pb=pb, r=r, c=colour[kind] * shade: _capsule(canvas, pa, pb, r, c)))
-        hand = segments["forearm_r"][1][t]
+        hand = segments[f"forearm_{active}"][1][t]
         if "cup" in props:
             tip = hand + 0.07 * np.array([np.sin(props["cup"][t]), np.cos(props["cup"][t]), 0])
             (pa, pb), (d, _) = proj(np.stack([hand, tip]))

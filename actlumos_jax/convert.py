@@ -250,6 +250,8 @@ def convert(input_path: str | os.PathLike, output_dir: str | os.PathLike, *, arc
             overwrite: bool = False) -> R2Plus1D:
     """.pth -> backbone checkpoint directory (see ``actlumos_jax.models.pretrained``)."""
     input_path = Path(input_path)
+    if Path(output_dir).exists() and not overwrite:  # say so before reading a 250 MB file
+        raise CheckpointError(f"{Path(output_dir).absolute()}: already exists; pass --overwrite to replace it")
     model, arch = _convert_file(input_path, arch)
     metadata = {
         "source": {"file": input_path.name, "sha256": sha256_of(input_path)},
@@ -274,7 +276,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"actlumos-convert: error: {e}", file=sys.stderr)
         return 1
     spec = model.spec
-    print(f"detected: R(2+1)D-{spec.depth} {spec.variant} (head: {spec.num_classes or 'none'} classes)")
+    print(f"architecture: R(2+1)D-{spec.depth} {spec.variant} (--arch {args.arch}), "
+          f"head: {f'{spec.num_classes} classes' if spec.num_classes else 'none'}")
     print(f"parameters: {parameter_count(model):,}")
     print(f"wrote: {Path(args.output_dir).absolute()}")
     return 0

@@ -335,3 +335,10 @@ def test_failed_write_leaves_nothing_and_keeps_a_good_checkpoint(tv18, tmp_path,
 def test_unreadable_backbone_dir_is_named(tmp_path):
     with pytest.raises(CheckpointError, match=f"{tmp_path}: not a backbone checkpoint"):
         pretrained.load(tmp_path)
+
+
+def test_shape_only_backbone_is_not_saved(tmp_path):
+    abstract = pretrained.build_abstract(R2Plus1DSpec(depth=10, variant="torchvision", width=0.25))
+    with pytest.raises(ValueError, match="unfilled"):
+        pretrained.save_backbone(abstract, tmp_path / "ckpt", metadata={})
+    assert not (tmp_path / "ckpt").exists()

@@ -134,6 +134,10 @@ def save_backbone(
     is stored beside the spec. An existing ``out_dir`` raises unless ``overwrite``.
     """
     out_dir = Path(out_dir).absolute()
+    abstract = [path_name(p) for p, v in flat_variables(backbone).items()
+                if isinstance(v.get_value(), jax.ShapeDtypeStruct)]
+    if abstract:
+        raise ValueError(f"cannot save {out_dir}: the backbone has unfilled (shape-only) variables, e.g. {abstract[0]}")
     if out_dir.exists() and not overwrite:
         raise CheckpointError(f"{out_dir}: already exists; pass overwrite=True to replace it")
     if "spec" in metadata or "format" in metadata:

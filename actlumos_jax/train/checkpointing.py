@@ -1,0 +1,170 @@
+"""Orbax checkpoints of a stage: train state + grain iterator state + config + metrics.
+
+Saves are asynchronous. The latest checkpoint and the best ``keep_best`` by
+the validation metric are kept. A checkpoint only becomes visible once orbax
+has finalised it (it writes to a temporary directory and renames), so a run
+killed mid-save resumes from the previous one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+from orbax.checkpoint import checkpoint_managers as policies
+
+from actlumos_jax.train.state import FrozenModel, TrainState, split_model
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used for what it is asked for."""
+
+
+class StageCheckpointer:
+    def __init__(self, directory: str | Path, *, best_metric: str, best_mode: str = "max",
+                 keep_best: int = 1, async_save: bool = True):
+        self.directory = Path(directory).absolute()
+        self.best_metric = best_metric
+        best = policies.BestN(
+            get_metric_fn=lambda metrics: metrics[best_metric],
+            reverse=(best_mode == "max"), n=keep_best, keep_checkpoints_without_metrics=False,
+        )
+        options = ocp.CheckpointManagerOptions(
+            enable_async_checkpointing=async_save,
+            preservation_policy=policies.AnyPreservationPolicy([policies.LatestN(1), best]),
+            create=True,
+        )
+        self.manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=("state", "data", "config", "metrics"),
+        )
+
+    def save(self, step: int, state: TrainState, data_iterator: Any, config_json: dict,
+             metrics: dict | None, *, force: bool = False) -> bool:
+        items = {
+            "state": ocp.args.StandardSave(state),
+            "config": ocp.args.JsonSave(config_json),
+            "metrics": ocp.args.JsonSave(_jsonable(metrics or {})),
+        }
+        if data_iterator is not None:
+            items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+        ranking = None
+        if metrics and self.best_metric in metrics:
+            ranking = {self.best_metric: float(metrics[self.best_metric])}
+        return self.manager.save(step, args=ocp.args.Composite(**items), metrics=ranking, force=force)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def best_step(self) -> int | None:
+        return self.manager.best_step()
+
+    def restore(self, step: int, abstract_state: TrainState, data_iterator: Any) -> TrainState:
+        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        if data_iterator is not None:
+            items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        return restored.state
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def _jsonable(tree: dict) -> dict:
+    return json.loads(json.dumps(jax.tree.map(lambda x: np.asarray(x).tolist(), tree)))
+
+
+def read_json_item(directory: str | Path, step: int, item: str) -> dict:
+    manager = ocp.CheckpointManager(Path(directory).absolute(), item_names=(item,),
+                                    options=ocp.CheckpointManagerOptions(read_only=True))
+    try:
+        return dict(manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item])
+    finally:
+        manager.close()
+
+
+def chosen_step(directory: str | Path, metric: str | None = None, mode: str = "max") -> int | None:
+    """The step with the best ``metric`` (as saved in its metrics item), or the
+    latest finalised step when no checkpoint has that metric; None if empty."""
+    directory = Path(directory).absolute()
+    if not directory.is_dir():
+        return None
+    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True))
+    try:
+        steps, latest = manager.all_steps(), manager.latest_step()
+    finally:
+        manager.close()
+    scored = []
+    for step in steps if metric else ():
+        value = read_json_item(directory, step, "metrics").get(metric)
+        if value is not None:
+            scored.append((value if mode == "max" else -value, step))
+    return max(scored)[1] if scored else latest
+
+
+def load_model_variables(directory: str | Path, step: int, model: nnx.Module) -> FrozenModel:
+    """Reads params, batch statistics and rng state of ``model``'s architecture
+    from a stage checkpoint, refusing one whose shapes do not match.
+
+    Used to freeze the KD teacher and to start the KD student from its SSL
+    stage; the error lists every missing, extra or mis-shaped tensor.
+    """
+    directory = Path(directory).absolute()
+    _, params, batch_stats, rngs = split_model(model)
+    manager = ocp.CheckpointManager(directory, item_names=("state",),
+                                    options=ocp.CheckpointManagerOptions(read_only=True))
+    try:
+        metadata = manager.item_metadata(step)["state"]
+        wanted = {"params": params, "batch_stats": batch_stats}
+        _check_compatible(directory / str(step), metadata, wanted)
+        restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray), metadata)
+        raw = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(restore_args=restore_args)))["state"]
+    finally:
+        manager.close()
+    return FrozenModel(_fill(params, raw["params"]), _fill(batch_stats, raw["batch_stats"]), rngs)
+
+
+def _flat(tree) -> dict[str, tuple]:
+    out = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        keys = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
+        if keys and keys[-1] == "value":
+            keys = keys[:-1]
+        out["/".join(keys)] = tuple(np.shape(leaf)) if not hasattr(leaf, "shape") else tuple(leaf.shape)
+    return out
+
+
+def _check_compatible(where: Path, metadata, wanted: dict) -> None:
+    problems = []
+    for group, state in wanted.items():
+        if group not in metadata:
+            problems.append(f"no '{group}' in the checkpoint")
+            continue
+        have, want = _flat(metadata[group]), _flat(state)
+        missing = sorted(set(want) - set(have))
+        extra = sorted(set(have) - set(want))
+        shaped = sorted(k for k in set(want) & set(have) if want[k] != have[k])
+        problems += [f"missing {group}/{k} {want[k]}" for k in missing]
+        problems += [f"unexpected {group}/{k} {have[k]}" for k in extra]
+        problems += [f"{group}/{k}: checkpoint {have[k]} vs model {want[k]}" for k in shaped]
+    if problems:
+        shown = "\n  ".join(problems[:25]) + (f"\n  ... and {len(problems) - 25} more" if len(problems) > 25 else "")
+        raise CheckpointError(
+            f"checkpoint {where} does not fit this model's architecture ({len(problems)} problems):\n  {shown}")
+
+
+def _fill(state: nnx.State, raw: dict) -> nnx.State:
+    pure = jax.tree.map(lambda x: x, raw, is_leaf=lambda x: isinstance(x, dict) and set(x) == {"value"})
+    pure = jax.tree.map(lambda x: x["value"] if isinstance(x, dict) else x, pure,
+                        is_leaf=lambda x: isinstance(x, dict) and set(x) == {"value"})
+    nnx.replace_by_pure_dict(state, pure)
+    return state

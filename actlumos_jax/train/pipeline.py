@@ -1,0 +1,64 @@
+"""The whole ActLumos recipe: teacher, SSL student, KD student, and the Table-5 summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ml_collections
+from absl import logging
+
+from actlumos_jax.train.loop import StageResult, run_stage, stage_finished
+
+STAGE_DIRS = {"teacher": "teacher", "ssl": "ssl_student", "ssl_only": "ssl_only_student", "kd": "kd_student"}
+
+
+def _say(message: str) -> None:
+    logging.info(message)
+    print(message, flush=True)
+
+
+def run_kd_pipeline(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, StageResult]:
+    """Runs the KD stage, training its missing prerequisites first."""
+    workdir = Path(workdir)
+    dirs = {k: workdir / v for k, v in STAGE_DIRS.items()}
+    results: dict[str, StageResult] = {}
+
+    teacher_dir = Path(config.kd.teacher_workdir) if config.kd.teacher_workdir else dirs["teacher"]
+    student_init = Path(config.init.student_workdir) if config.init.student_workdir else dirs["ssl"]
+    prerequisites = [("teacher", config.prerequisites.teacher, teacher_dir), ("ssl", config.prerequisites.ssl, student_init)]
+    for name, stage_config, stage_dir in prerequisites:
+        if stage_finished(stage_dir) is None:
+            if not config.pipeline.train_prerequisites:
+                raise FileNotFoundError(f"the KD stage needs a finished {name} stage in {stage_dir}")
+            _say(f"[pipeline] no finished {name} stage in {stage_dir}: training it first")
+        results[name] = run_stage(stage_config, stage_dir)
+
+    def student(stage_dir, kd_weight):
+        c = ml_collections.ConfigDict(config.to_dict())
+        c.kd.teacher_workdir = str(teacher_dir)
+        c.init.student_workdir = str(student_init)
+        c.loss.kd_weight = kd_weight
+        return run_stage(c, stage_dir)
+
+    if config.pipeline.ssl_only_baseline:
+        _say("[pipeline] fine-tuning the SSL student with cross-entropy only (the SSL-only row)")
+        results["ssl_only"] = student(dirs["ssl_only"], 0.0)
+    _say("[pipeline] distilling the teacher into the SSL student (CE + KD)")
+    results["kd"] = student(dirs["kd"], config.loss.kd_weight)
+    return results
+
+
+def summary_table(results: dict[str, StageResult], dataset: str) -> str:
+    """The paper's Table 5 layout: model, parameters, top-1 / top-5 on the test split."""
+    rows = [("Teacher: DFF + SupCon (dark + retinex)", "teacher"),
+            ("Student: SSL only (dark)", "ssl_only"),
+            ("Student: SSL + KD (dark)", "kd")]
+    lines = [f"Results on {dataset} (test split)",
+             f"| {'Model':<40} | {'Params (M)':>10} | {'Top-1':>6} | {'Top-5':>6} |",
+             f"|{'-' * 42}|{'-' * 12}|{'-' * 8}|{'-' * 8}|"]
+    for title, key in rows:
+        if key in results:
+            r = results[key]
+            lines.append(f"| {title:<40} | {r.parameters / 1e6:>10.2f} | "
+                         f"{r.metrics.get('val_top1', float('nan')):>6.2f} | {r.metrics.get('val_top5', float('nan')):>6.2f} |")
+    return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""Settings shared by every ActLumos stage.
+
+``get_config(arg)`` takes a comma-separated ``key=value`` string, as in
+``--config=configs/teacher.py:dataset=arid10,split=2,size=paper``:
+  dataset  synthetic (default, the embedded dataset) | arid10 | arid15 | dark48
+  split    the dataset's split number (default: its first split)
+  root     the dataset's root directory (required for the real datasets)
+  size     tiny (default: CPU-sized) | paper (64x112x112, R(2+1)D-34, AdamW 1e-5, 50 epochs)
+Any field can then be overridden with ``--config.a.b=value``; unknown keys and
+wrongly typed values are rejected by ml_collections, bad choices by `validate`.
+"""
+
+import ml_collections
+
+from actlumos_jax.models import default_model_config
+
+DATASETS = ("synthetic", "arid10", "arid15", "dark48")
+SIZES = ("tiny", "paper")
+ARG_DEFAULTS = dict(dataset="synthetic", split=-1, root="", size="tiny", preset="demo")
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+    """``"a=1,b=x"`` -> ConfigDict, typed after ``defaults``; unknown keys are errors."""
+    parsed = dict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"config arg {item!r} is not key=value (in {arg!r})")
+        if key not in defaults:
+            raise ValueError(f"unknown config arg {key!r}; known: {sorted(defaults)}")
+        parsed[key] = type(defaults[key])(value)
+    return ml_collections.ConfigDict(parsed)
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    a = parse_arg(arg, **ARG_DEFAULTS)
+    if a.dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {a.dataset!r}")
+    if a.size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, got {a.size!r}")
+    c = ml_collections.ConfigDict()
+    c.arg = arg or ""
+    c.stage = "teacher"
+    c.seed = 0
+    c.log_every_steps = 10
+
+    c.dataset = dict(name=a.dataset, root=a.root, split=a.split, synthetic_preset=a.preset,
+                     synthetic_seed=0, on_bad_input="fail")
+
+    c.data = dict(num_frames=64, frame_stride=1, resize=(128, 170), crop=112, num_workers=2,
+                  class_balanced=False, balanced_classes=4, balanced_clips=2)
+    c.ssl = dict(strides=(1, 2), variant="spatiotemporal", unlabeled_pool="train")
+    c.enhance = dict(method="msr")
+
+    c.model = default_model_config()
+    c.model.num_frames = c.data.get_ref("num_frames")
+
+    c.loss = dict(ce_weight=1.0, supcon_weight=0.1, supcon_temperature=0.1,
+                  info_nce_temperature=0.1, info_nce_symmetric=False, kd_weight=1.0, kd_temperature=4.0)
+    # The ancestors' recipe: AdamW 1e-5, wd 1e-3, batch 8 x 16 accumulation, plateau(5) on val loss.
+    c.optim = dict(learning_rate=1e-5, weight_decay=1e-3, b1=0.9, b2=0.999, eps=1e-8,
+                   schedule="plateau", warmup_updates=0, final_lr_fraction=0.0,
+                   plateau_factor=0.1, plateau_patience=5, grad_accum_steps=16, clip_grad_norm=0.0)
+    c.train = dict(batch_size=8, epochs=50, num_steps=0)
+    c.eval = dict(batch_size=0, every_epochs=1)
+    c.checkpoint = dict(every_steps=500, keep_best=2, async_save=True)
+    c.mesh = dict(num_devices=-1, rules=[])
+    c.init = dict(backbone_checkpoint="", student_workdir="")
+    c.kd = dict(teacher_workdir="")
+
+    if a.size == "tiny":
+        _tiny(c)
+    return c
+
+
+def _tiny(c: ml_collections.ConfigDict) -> None:
+    """Small enough to train all stages of the demo on a 2-core CPU in minutes."""
+    c.data.num_frames = 8
+    c.data.frame_stride = 2
+    c.data.resize = (64, 85)
+    c.data.crop = 56
+    c.model.backbone.depth = 10
+    c.model.backbone.variant = "torchvision"
+    c.model.backbone.width = 0.25
+    c.model.encoder.num_heads = 4
+    c.model.fusion_hidden = 32
+    c.model.projection_dim = 32
+    c.model.head_dropout = 0.3
+    c.optim.learning_rate = 1e-3
+    c.optim.weight_decay = 1e-4
+    c.optim.schedule = "warmup_cosine"
+    c.optim.warmup_updates = 10
+    c.optim.grad_accum_steps = 1
+    c.optim.clip_grad_norm = 1.0
+    c.train.batch_size = 16
+    c.train.epochs = 6
+    c.checkpoint.every_steps = 50
+    c.log_every_steps = 5
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+    """Choices that ml_collections' type checks cannot catch."""
+    checks = [
+        ("dataset.name", c.dataset.name, DATASETS),
+        ("dataset.on_bad_input", c.dataset.on_bad_input, ("fail", "skip")),
+        ("ssl.variant", c.ssl.variant, ("spatiotemporal", "spatial", "temporal")),
+        ("ssl.unlabeled_pool", c.ssl.unlabeled_pool, ("train", "train_and_test")),
+        ("stage", c.stage, ("teacher", "ssl", "kd")),
+    ]
+    for name, value, choices in checks:
+        if value not in choices:
+            raise ValueError(f"config.{name} must be one of {choices}, got {value!r}")
+    if c.dataset.name != "synthetic" and not c.dataset.root:
+        raise ValueError(f"dataset {c.dataset.name!r} needs its root: add root=/path/to/it to the config arg "
+                         "or set --config.dataset.root")
+    if c.train.batch_size < 1 or c.train.epochs < 0 or c.train.num_steps < 0:
+        raise ValueError("config.train: batch_size must be >= 1, epochs and num_steps >= 0")

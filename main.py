@@ -1,0 +1,48 @@
+"""ActLumos in JAX: ``python main.py --config=configs/kd_student.py [--workdir=DIR]``.
+
+configs/kd_student.py runs the whole recipe (teacher, SSL student, KD student)
+and prints a Table-5-style summary; configs/teacher.py and
+configs/ssl_student.py run their stage alone. Multi-host: start one process
+per host; under SLURM it is detected, elsewhere pass --coordinator_address,
+--num_processes and --process_id.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from configs import base
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/kd_student.py", "Stage config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", "", "Where checkpoints and metrics go (default: workdirs/<dataset>-<size>).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0, for multi-process runs.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes in a multi-process run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index in a multi-process run.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # Imported after flag parsing so --help stays fast.
+    import jax
+
+    from actlumos_jax.train import parallel, pipeline
+    from actlumos_jax.train.loop import run_stage
+
+    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    config = _CONFIG.value
+    base.validate(config)
+    workdir = _WORKDIR.value or f"workdirs/{config.dataset.name}"
+    logging.info("%d devices on %d processes; workdir %s", jax.device_count(), jax.process_count(), workdir)
+
+    if config.stage == "kd" and "prerequisites" in config:
+        results = pipeline.run_kd_pipeline(config, workdir)
+        if jax.process_index() == 0:
+            print(pipeline.summary_table(results, config.dataset.name), flush=True)
+    else:
+        result = run_stage(config, workdir)
+        if jax.process_index() == 0:
+            print(f"{result.stage}: {result.metrics}", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)

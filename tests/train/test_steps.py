@@ -1,0 +1,121 @@
+"""The shared train/eval steps: SPMD equality, BatchNorm updates, NaN safety."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from actlumos_jax.models import build_model
+from actlumos_jax.train import optim, parallel, steps
+from actlumos_jax.train.state import create_train_state, frozen_from_model
+from actlumos_jax.train.tasks import make_task
+from tests.train.helpers import random_batch, tiny_config
+
+
+def _setup(stage, mesh, config=None):
+    config = config or tiny_config(stage)
+    task = make_task(config)
+    model = build_model(config.model, 11, kind=task.model_kind, rngs=nnx.Rngs(0, dropout=1, mask=2))
+    tx, plateau_tx = optim.make_optimizer(config.optim, 100), optim.plateau_transform(config.optim)
+    graphdef, state = create_train_state(model, tx, plateau_tx)
+    teacher_graphdef = teacher_vars = None
+    if task.needs_teacher:
+        teacher = build_model(config.model, 11, kind="teacher", rngs=nnx.Rngs(5))
+        teacher_graphdef, teacher_vars = frozen_from_model(teacher)
+    lr_fn = lambda step, plateau: optim.current_learning_rate(config.optim, 100, step, plateau)
+    repl, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+    state_shard = parallel.sharding_from_rules(state, mesh, [])
+    train, evaluate = steps.jit_steps(
+        steps.make_train_step(graphdef, tx, task, lr_fn, teacher_graphdef),
+        steps.make_eval_step(graphdef, task, teacher_graphdef),
+        state_sharding=state_shard, batch_sharding=data, teacher_sharding=repl, replicated=repl)
+    state = jax.device_put(state, state_shard)
+    teacher_vars = jax.device_put(teacher_vars, repl) if teacher_vars is not None else None
+    return state, train, evaluate, teacher_vars, data
+
+
+def _global(batch, sharding):
+    return jax.tree.map(lambda x: jax.device_put(x, sharding), batch)
+
+
+@pytest.mark.parametrize("stage", ["teacher", "ssl", "kd"])
+def test_one_device_and_eight_devices_agree(stage):
+    assert jax.device_count() == 8
+    batch = random_batch(stage)
+    results = []
+    for n in (1, 8):
+        mesh = parallel.make_mesh(n)
+        state, train, _, teacher_vars, data = _setup(stage, mesh)
+        for _ in range(2):
+            state, metrics = train(state, _global(batch, data), teacher_vars)
+        results.append((jax.device_get(metrics), jax.device_get(state.params), jax.device_get(state.batch_stats)))
+    (m1, p1, b1), (m8, p8, b8) = results
+    np.testing.assert_allclose(m1["loss"], m8["loss"], rtol=1e-5)
+    diffs = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), p1, p8))
+    assert max(diffs) < 1e-5, max(diffs)
+    stats = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), b1, b8))
+    assert max(stats) < 1e-5, max(stats)
+
+
+def test_train_step_updates_batch_stats_and_params():
+    mesh = parallel.make_mesh(1)
+    state, train, _, teacher_vars, data = _setup("teacher", mesh, tiny_config("teacher", **{"optim.schedule": "constant"}))
+    snapshot = lambda s: jax.tree.map(np.array, jax.device_get((s.params, s.batch_stats)))  # copies: state is donated
+    before = snapshot(state)
+    state, metrics = train(state, _global(random_batch("teacher"), data), teacher_vars)
+    after = snapshot(state)
+    changed = lambda a, b: any(jax.tree.leaves(jax.tree.map(lambda x, y: bool(np.any(x != y)), a, b)))
+    assert changed(before[0], after[0]), "params did not move"
+    assert changed(before[1], after[1]), "BatchNorm running statistics were dropped"
+    assert int(state.step) == 1
+    assert np.isfinite(metrics["loss"]) and metrics["supcon"] > 0 and metrics["ce"] > 0
+
+
+def test_eval_step_counts_only_valid_samples():
+    mesh = parallel.make_mesh(2)
+    state, _, evaluate, teacher_vars, data = _setup("kd", mesh, tiny_config("kd", **{"loss.kd_weight": 0.0}))
+    batch = random_batch("kd")
+    batch["mask"][5:] = False
+    out = jax.device_get(evaluate(state, _global(batch, data), teacher_vars))
+    assert out["count"] == 5
+    assert 0 <= out["top1_correct"] <= out["top5_correct"] <= 5
+
+
+def test_gradient_accumulation_matches_one_big_batch():
+    """optax.MultiSteps over two half batches == one step on the full batch (no BatchNorm in the loss path)."""
+    config = tiny_config("kd", **{"optim.grad_accum_steps": 2, "optim.schedule": "constant"})
+    tx_acc = optim.make_optimizer(config.optim, 10)
+    config.optim.grad_accum_steps = 1
+    tx_one = optim.make_optimizer(config.optim, 10)
+    w = {"w": jnp.arange(6.0).reshape(3, 2) / 10}
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(8, 3)), jnp.float32)
+    loss = lambda p, xs: jnp.mean((xs @ p["w"]) ** 2)
+    s_acc = tx_acc.init(w)
+    p_acc = w
+    for half in (x[:4], x[4:]):
+        u, s_acc = tx_acc.update(jax.grad(loss)(p_acc, half), s_acc, p_acc)
+        p_acc = jax.tree.map(lambda a, b: a + b, p_acc, u)
+    u, _ = tx_one.update(jax.grad(loss)(w, x), tx_one.init(w), w)
+    p_one = jax.tree.map(lambda a, b: a + b, w, u)
+    np.testing.assert_allclose(p_acc["w"], p_one["w"], rtol=1e-6)
+    assert not np.allclose(p_one["w"], w["w"])
+
+
+def test_plateau_scale_drops_after_patience():
+    """torch's ReduceLROnPlateau(patience=1): the 2nd evaluation without improvement halves the rate."""
+    config = tiny_config("kd", **{"optim.schedule": "plateau", "optim.plateau_patience": 1,
+                                  "optim.plateau_factor": 0.5})
+    plateau = optim.plateau_transform(config.optim)
+    state = plateau.init({})
+    scales = []
+    for value in (1.0, 0.9, 0.95, 0.93, 0.92, 0.5):
+        _, state = plateau.update(jnp.zeros(()), state, value=value)
+        scales.append(float(optim.plateau_scale(state)))
+    assert scales == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5]
+    config.optim.schedule = "warmup_cosine"  # other schedules never scale
+    plateau = optim.plateau_transform(config.optim)
+    state = plateau.init({})
+    for value in (1.0, 2.0, 3.0, 4.0):
+        _, state = plateau.update(jnp.zeros(()), state, value=value)
+    assert float(optim.plateau_scale(state)) == 1.0

@@ -19,6 +19,7 @@ import math
 import os
 from typing import Any, Literal, Sequence
 
+import cv2
 import grain
 import numpy as np
 from absl import flags
@@ -28,7 +29,7 @@ from data_pipelines import balanced as balanced_lib
 from data_pipelines import sampling
 from data_pipelines import transforms
 from data_pipelines.bad_input import BadInputPolicy
-from data_pipelines.frame_reader import read_frames
+from data_pipelines.frame_reader import read_yuv_frames
 from data_pipelines.records import ClipRecord, SplitInfo
 from data_pipelines.video_io import VideoError
 
@@ -121,6 +122,9 @@ class _LoadClip:
     policy: BadInputPolicy
 
     def __call__(self, stream_index: int, _: Any) -> dict[str, Any]:
+        if cv2.getNumThreads() != 1:
+            # One grain worker per core already; OpenCV's pool would only contend.
+            cv2.setNumThreads(1)
         epoch, position = self.plan.global_position(stream_index)
         record = self.plan.record_at(epoch, position)
         if record is None:
@@ -149,19 +153,17 @@ class _LoadClip:
                 picked.append(sampling.ssl_indices(length, self.num_frames, self.ssl_strides, self.ssl_variant, rng))
                 return picked[0].fast, picked[0].slow
 
-            fast, slow = read_frames(video, indices, name=clip_id, size=self.resize)
+            fast, slow = read_yuv_frames(video, indices, name=clip_id)
             fast_draw = self._draw(rng, train)
             slow_draw = fast_draw if picked[0].same_spatial_draw else self._draw(rng, train)
-            (fast,) = transforms.apply_crop(fast_draw, self.crop, fast)
-            (slow,) = transforms.apply_crop(slow_draw, self.crop, slow)
-            return {"fast": fast, "slow": slow}
+            return {"fast": transforms.crop_yuv_to_rgb(fast, fast_draw, self.resize, self.crop),
+                    "slow": transforms.crop_yuv_to_rgb(slow, slow_draw, self.resize, self.crop)}
 
         def indices(length: int):
             return [sampling.clip_indices(length, self.num_frames, self.frame_stride, rng=rng if train else None)]
 
-        (frames,) = read_frames(video, indices, name=clip_id, size=self.resize)
-        (frames,) = transforms.apply_crop(self._draw(rng, train), self.crop, frames)
-        return {"video": frames}
+        (frames,) = read_yuv_frames(video, indices, name=clip_id)
+        return {"video": transforms.crop_yuv_to_rgb(frames, self._draw(rng, train), self.resize, self.crop)}
 
     def _draw(self, rng: np.random.Generator, train: bool) -> transforms.CropDraw:
         if train:

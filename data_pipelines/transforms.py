@@ -2,9 +2,13 @@
 
 One draw (crop box + flip) applies to every frame of a view, and can apply to
 several arrays at once, so the teacher's dark and retinex streams see the same
-crop. Frames arrive already resized to ``resize`` (128x170 by default) by the
-decoder (see frame_reader.py); here they are cropped, resized to the crop
-size and flipped. Pixels stay uint8 on the host: ``normalize`` runs on device.
+crop. Draws live in the coordinates of the frame resized to ``resize``
+(128x170 by default), as in the reference pipeline (resize, crop, resize).
+The loader never builds that resized frame: ``crop_yuv_to_rgb`` maps the box
+back to source pixels and resizes the decoder's YUV planes straight to the
+crop size with OpenCV's bilinear ``INTER_LINEAR``, then converts to RGB, on
+the crop only. ``apply_crop`` does the same draw on RGB arrays. Pixels stay
+uint8 on the host: ``normalize`` runs on device.
 
 
 jax is imported inside the device-side functions only: grain workers import
@@ -16,8 +20,11 @@ from __future__ import annotations
 import dataclasses
 
 import av
+import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
+
+from data_pipelines.frame_reader import YuvClip, yuv_to_rgb_matrix
 
 # Normalisation of the IG-65M R(2+1)D weights, for pixels in [0, 1].
 IG65M_MEAN = (0.43216, 0.394666, 0.37645)
@@ -81,6 +88,58 @@ def centre_crop(image_hw: tuple[int, int], output_hw: tuple[int, int]) -> CropDr
     if output_hw[0] > image_hw[0] or output_hw[1] > image_hw[1]:
         raise ValueError(f"crop {output_hw} is larger than the resized frame {image_hw}")
     return CropDraw((image_hw[0] - output_hw[0]) // 2, (image_hw[1] - output_hw[1]) // 2, *output_hw)
+
+
+def source_box(draw: CropDraw, resized_hw: tuple[int, int], source_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The draw's (top, left, height, width) in source pixels.
+
+    Pixel edges scale with the frame (a box edge at x in the resized frame is
+    at x * source / resized in the source). Edges snap to the nearest even
+    pixel, where 4:2:0 chroma samples start, so every edge moves by at most
+    one source pixel (0.53 px of a 128x170 frame from 240x320).
+    """
+    scale_y, scale_x = source_hw[0] / resized_hw[0], source_hw[1] / resized_hw[1]
+
+    def edges(start: int, size: int, scale: float, limit: int) -> tuple[int, int]:
+        lo = min(2 * round(start * scale / 2), max(limit - 2, 0))
+        hi = min(max(2 * round((start + size) * scale / 2), lo + 2), limit)
+        return lo, hi - lo
+
+    top, height = edges(draw.top, draw.height, scale_y, source_hw[0])
+    left, width = edges(draw.left, draw.width, scale_x, source_hw[1])
+    return top, left, height, width
+
+
+def crop_yuv_to_rgb(
+    clip: YuvClip, draw: CropDraw, resized_hw: tuple[int, int], output_hw: tuple[int, int],
+) -> np.ndarray:
+    """uint8 RGB (T, *output_hw, 3): the draw applied to every frame of ``clip``.
+
+    Crops the box (``source_box``) from each Y, U and V plane, resizes each to
+    ``output_hw`` (cv2 INTER_LINEAR, so chroma is upsampled in the same pass),
+    converts with the clip's YUV matrix and flips. YUV -> RGB is affine, so it
+    commutes with the bilinear resize up to rounding.
+    """
+    if draw.top + draw.height > resized_hw[0] or draw.left + draw.width > resized_hw[1]:
+        raise ValueError(f"crop {draw} does not fit a frame of {resized_hw}")
+    top, left, height, width = source_box(draw, resized_hw, clip.frame_hw)
+    c_top, c_left = top // 2, left // 2
+    c_bottom, c_right = -(-(top + height) // 2), -(-(left + width) // 2)
+    out_h, out_w = output_hw
+    planes = np.empty((3, len(clip), out_h, out_w), np.uint8)
+    for t, row in enumerate(clip.rows):
+        cv2.resize(clip.y[row, top:top + height, left:left + width], (out_w, out_h),
+                   dst=planes[0, t], interpolation=cv2.INTER_LINEAR)
+        cv2.resize(clip.u[row, c_top:c_bottom, c_left:c_right], (out_w, out_h),
+                   dst=planes[1, t], interpolation=cv2.INTER_LINEAR)
+        cv2.resize(clip.v[row, c_top:c_bottom, c_left:c_right], (out_w, out_h),
+                   dst=planes[2, t], interpolation=cv2.INTER_LINEAR)
+    # One OpenCV call per clip: frames stacked along the rows are one tall image.
+    yuv = cv2.merge([p.reshape(-1, out_w) for p in planes])
+    rgb = cv2.transform(yuv, yuv_to_rgb_matrix(clip.colorspace, clip.full_range))
+    if draw.flip:
+        rgb = cv2.flip(rgb, 1)
+    return rgb.reshape(len(clip), out_h, out_w, 3)
 
 
 def resize_frames(frames: np.ndarray, output_hw: tuple[int, int]) -> np.ndarray:

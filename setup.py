@@ -21,6 +21,8 @@ INSTALL_REQUIRES = [
     "numpy>=2.0,<3",
     "tqdm==4.70.1",
     "tensorboardX==2.6.5",
+    # Crop-resize and YUV->RGB of decoded frames: the host pipeline's hot loop.
+    "opencv-python-headless==5.0.0.93",
 ]
 
 EXTRAS_REQUIRE = {
@@ -32,7 +34,6 @@ EXTRAS_REQUIRE = {
         "pytest==9.2.0",
         "torch==2.14.1",
         "torchvision==0.29.1",
-        "opencv-python-headless==5.0.0.93",
         "scipy>=1.13",
     ],
 }

@@ -157,7 +157,9 @@ class TemporalEncoder(nnx.Module):
             EncoderBlock(dim, num_heads, mlp_dim, dropout, attention_dropout, layernorm, dtype, rngs)
             for _ in range(num_layers)
         ])
-        self.key_mask_rngs = rngs["key_mask"].fork()
+        # Own "key_mask" stream if the caller made one; else Rngs' default / dropout stream.
+        stream = "key_mask" if ("key_mask" in rngs or "default" in rngs) else "dropout"
+        self.key_mask_rngs = rngs[stream].fork()
 
     def set_view(self, deterministic: bool | None = None):
         """Lets ``nnx.view(model, deterministic=...)`` switch key masking too."""

@@ -195,3 +195,16 @@ def test_shape_errors_name_the_problem():
         make_encoder(layernorm="rms")
     with pytest.raises(ValueError, match="divisible"):
         make_encoder(num_heads=5)
+
+
+def test_key_mask_rng_stream_choice():
+    def key(seed):
+        return jax.random.key(seed, impl="rbg")
+
+    for streams, tag in (
+        (dict(params=key(0), dropout=key(1), key_mask=key(2)), "key_mask"),
+        (dict(default=key(0)), "default"),
+        (dict(params=key(0), dropout=key(1)), "dropout"),
+    ):
+        encoder = TemporalEncoder(DIM, TOKENS, num_heads=HEADS, mlp_dim=MLP, rngs=nnx.Rngs(**streams))
+        assert encoder.key_mask_rngs.tag == tag

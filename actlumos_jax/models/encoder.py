@@ -120,7 +120,8 @@ class TemporalEncoder(nnx.Module):
     """[CLS] + learned positions + pre-LN transformer over (N, T, C) tokens.
 
     ``__call__(tokens)`` returns the encoded (N, T+1, C) sequence, [CLS] at index 0.
-    Random key masking runs only while ``deterministic`` is False (``model.train()``).
+    Random key masking runs only while ``deterministic`` is False (``model.train()``)
+    and draws from the Rngs stream "mask" (else "default", else "dropout").
     """
 
     def __init__(
@@ -157,8 +158,8 @@ class TemporalEncoder(nnx.Module):
             EncoderBlock(dim, num_heads, mlp_dim, dropout, attention_dropout, layernorm, dtype, rngs)
             for _ in range(num_layers)
         ])
-        # Own "key_mask" stream if the caller made one; else Rngs' default / dropout stream.
-        stream = "key_mask" if ("key_mask" in rngs or "default" in rngs) else "dropout"
+        # Own "mask" stream if the caller made one; else Rngs' default / dropout stream.
+        stream = "mask" if ("mask" in rngs or "default" in rngs) else "dropout"
         self.key_mask_rngs = rngs[stream].fork()
 
     def set_view(self, deterministic: bool | None = None):

@@ -202,7 +202,7 @@ def test_key_mask_rng_stream_choice():
         return jax.random.key(seed, impl="rbg")
 
     for streams, tag in (
-        (dict(params=key(0), dropout=key(1), key_mask=key(2)), "key_mask"),
+        (dict(default=key(0), dropout=key(1), mask=key(2)), "mask"),
         (dict(default=key(0)), "default"),
         (dict(params=key(0), dropout=key(1)), "dropout"),
     ):

@@ -38,7 +38,7 @@ from data_pipelines.bad_input import DatasetError
 from data_pipelines.synthetic_scene import CLASS_NAMES, make_actor, render_reflectance
 from data_pipelines.video_io import write_video
 
-VERSION = 2
+VERSION = 3
 NUM_SPLITS = 3
 MANIFEST = "manifest.json"
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec.601 luma of the stored RGB.
@@ -176,8 +176,8 @@ def expose(scene: np.ndarray, rng: np.random.Generator, target_luma: float) -> t
     rounding. The exposure k is found by bisection so that the mean luma of the
     quantised noisy frames, on a 16k-pixel sample, hits the target.
     """
-    white = float(np.exp(rng.uniform(np.log(1500), np.log(6000))))
-    read = float(rng.uniform(1.5, 4.0))
+    white = float(np.exp(rng.uniform(np.log(8000), np.log(30000))))
+    read = float(rng.uniform(2.0, 6.0))
     noise_z = rng.standard_normal(scene.shape, dtype=np.float32)
 
     def develop(k, radiance, z):

@@ -40,7 +40,7 @@ class Actor:
 def make_actor(rng: np.random.Generator) -> Actor:
     def colour(lo, hi):
         return rng.uniform(lo, hi, 3).astype(np.float32)
-    return Actor(height=float(rng.uniform(0.45, 0.68)), limb_width=float(rng.uniform(0.045, 0.065)),
+    return Actor(height=float(rng.uniform(0.6, 0.8)), limb_width=float(rng.uniform(0.055, 0.075)),
                  skin=colour(0.25, 0.75) * np.float32([1.0, 0.8, 0.65]), shirt=colour(0.05, 0.9),
                  trousers=colour(0.03, 0.6), speed=float(rng.uniform(0.85, 1.15)))
 

@@ -7,6 +7,8 @@ per host; under SLURM it is detected, elsewhere pass --coordinator_address,
 --num_processes and --process_id.
 """
 
+import os
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -17,6 +19,7 @@ _WORKDIR = flags.DEFINE_string("workdir", "", "Where checkpoints and metrics go 
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0, for multi-process runs.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes in a multi-process run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index in a multi-process run.")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Keep library INFO logs (orbax, grain) on the console.")
 
 
 def main(argv):
@@ -25,12 +28,21 @@ def main(argv):
     # Imported after flag parsing so --help stays fast.
     import jax
 
+    if logging.get_verbosity() <= logging.INFO and not _VERBOSE.value:
+        logging.set_verbosity(logging.WARNING)  # orbax and grain log every save at INFO
+    # Compiled steps are cached across runs and stages of the same shapes.
+    jax.config.update("jax_compilation_cache_dir",
+                      os.environ.get("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/actlumos_jax/xla")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
     from actlumos_jax.train import parallel, pipeline
     from actlumos_jax.train.loop import run_stage
 
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     config = _CONFIG.value
     base.validate(config)
+    for stage_config in (config.get("prerequisites") or {}).values():
+        base.validate(stage_config)
     workdir = _WORKDIR.value or f"workdirs/{config.dataset.name}"
     logging.info("%d devices on %d processes; workdir %s", jax.device_count(), jax.process_count(), workdir)
 

@@ -3,8 +3,15 @@
 ``python main.py --config=configs/kd_student.py`` distils the frozen teacher
 into the SSL-pretrained student (CE + tau=4 KD). When the teacher or the SSL
 student is missing from the workdir they are trained first with the configs
-embedded here (``prerequisites.*``, overridable like any other field), and an
-SSL-only student (fine-tuned with CE alone) is trained for the comparison.
+embedded here (``prerequisites.*``), and an SSL-only student (fine-tuned with
+CE alone) is trained for the comparison.
+
+The stages must agree on the data and the architecture (KD starts from the
+SSL weights and runs the teacher on the student's clips), so ``dataset``,
+``data``, ``enhance``, ``mesh`` and the backbone/encoder are one object shared
+by all three: ``--config.data.num_frames=16`` changes every stage. Optimizer,
+schedule, losses and training length stay per stage
+(``--config.prerequisites.teacher.train.epochs=10``).
 """
 
 from configs import base, ssl_student, teacher
@@ -14,5 +21,13 @@ def get_config(arg=None):
     c = base.get_config(arg)
     c.stage = "kd"
     c.pipeline = dict(train_prerequisites=True, ssl_only_baseline=True)
-    c.prerequisites = dict(teacher=teacher.get_config(arg), ssl=ssl_student.get_config(arg))
+    t, s = teacher.get_config(arg), ssl_student.get_config(arg)
+    for stage in (t, s):
+        for shared in ("dataset", "data", "enhance", "mesh"):
+            stage[shared] = c[shared]
+    s.model = c.model
+    t.model.backbone, t.model.encoder = c.model.backbone, c.model.encoder
+    t.model.dtype = c.model.get_ref("dtype")
+    t.model.num_frames = c.data.get_ref("num_frames")
+    c.prerequisites = dict(teacher=t, ssl=s)
     return c

@@ -39,8 +39,14 @@ ensure_venv() {  # $1: the pip extras ("" or "[test]")
     echo "creating $VENV with $py ($("$py" --version))" >&2
     "$py" -m venv "$VENV"
   fi
-  "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel >&2
-  "$VENV/bin/python" -m pip install -q -e ".$extras" >&2
+  echo "installing actlumos-jax$extras and its pinned dependencies into $VENV" >&2
+  local log="$VENV/pip-install.log"
+  if ! { "$VENV/bin/python" -m pip install --upgrade pip setuptools wheel &&
+         "$VENV/bin/python" -m pip install -e ".$extras"; } > "$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "error: pip install failed; full log in $log" >&2
+    return 1
+  fi
   echo "$want" >> "$stamp"
 }
 

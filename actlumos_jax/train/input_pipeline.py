@@ -46,7 +46,7 @@ def read_stage_data(config: ml_collections.ConfigDict) -> StageData:
 
 
 def make_train_loader(config: ml_collections.ConfigDict, data: StageData):
-    mode = {"teacher": "balanced" if config.data.class_balanced else "supervised",
+    mode = {"teacher": "balanced" if config.train.class_balanced else "supervised",
             "ssl": "ssl", "kd": "supervised"}[config.stage]
     return loader.make_loader(data.train_records, data.info, train=True, mode=mode, **_loader_kwargs(config))
 
@@ -63,8 +63,8 @@ def _loader_kwargs(config) -> dict[str, Any]:
     return dict(
         global_batch_size=config.train.batch_size, num_frames=d.num_frames, frame_stride=d.frame_stride,
         ssl_strides=tuple(config.ssl.strides), ssl_variant=config.ssl.variant,
-        resize=tuple(d.resize), crop=d.crop, balanced_classes=d.balanced_classes,
-        balanced_clips=d.balanced_clips, seed=config.seed, num_workers=d.num_workers,
+        resize=tuple(d.resize), crop=d.crop, balanced_classes=config.train.batch_size // config.train.clips_per_class,
+        balanced_clips=config.train.clips_per_class, seed=config.seed, num_workers=d.num_workers,
         on_bad_input=config.dataset.on_bad_input,
     )
 

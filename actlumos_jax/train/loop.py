@@ -126,10 +126,11 @@ def run_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> StageRe
 
     data = input_pipeline.read_stage_data(config)
     num_classes = data.info.num_classes
-    model = _model_for_config(config.model, num_classes, task.model_kind, config.seed)
-    n_params = inference_parameter_count(model)
+    n_params = inference_parameter_count(
+        nnx.eval_shape(lambda: _model_for_config(config.model, num_classes, task.model_kind, config.seed)))
     if done is not None:
         return StageResult(config.stage, workdir, done["metrics"], n_params)
+    model = _model_for_config(config.model, num_classes, task.model_kind, config.seed)
     _initialise(model, config, num_classes, mesh)
 
     teacher_graphdef = teacher_vars = None

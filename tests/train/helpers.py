@@ -20,7 +20,6 @@ def tiny_config(stage: str, **overrides):
     c.model.projection_dim = 8
     c.enhance.method = "gamma"
     c.train.batch_size = 8
-    c.data.balanced_classes, c.data.balanced_clips = 4, 2
     c.checkpoint.async_save = False
     for key, value in overrides.items():
         node = c

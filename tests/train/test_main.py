@@ -167,3 +167,61 @@ def test_bad_config_is_rejected_with_a_clear_message(env, tmp_path, flag, messag
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "bad" / "checkpoints").exists()
+
+
+PIPELINE_STEPS = ["--config.train.num_steps=2", "--config.prerequisites.teacher.train.num_steps=2",
+                  "--config.prerequisites.ssl.train.num_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def pipeline(env, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("pipeline")
+    proc = run(main_cmd("kd_student.py", workdir, *PIPELINE_STEPS), env, timeout=1200)
+    return workdir, proc
+
+
+def test_kd_pipeline_trains_missing_prerequisites_and_prints_table_5(pipeline):
+    workdir, proc = pipeline
+    assert "no finished teacher stage" in proc.stdout and "no finished ssl stage" in proc.stdout
+    for stage in ("teacher", "ssl_student", "ssl_only_student", "kd_student"):
+        result = json.loads((workdir / stage / "final_metrics.json").read_text())
+        assert result["steps"] == 2
+    table = proc.stdout[proc.stdout.index("Results on synthetic"):]
+    rows = [line for line in table.splitlines() if line.startswith("| ")][1:]
+    assert [r.split("|")[1].strip() for r in rows] == [
+        "Teacher: DFF + SupCon (dark + retinex)", "Student: SSL only (dark)", "Student: SSL + KD (dark)"]
+    for row in rows:
+        params, top1, top5 = (float(x) for x in row.split("|")[2:5])
+        assert params > 0 and 0 <= top1 <= top5 <= 100
+    kd = json.loads((workdir / "kd_student" / "final_metrics.json").read_text())
+    teacher = json.loads((workdir / "teacher" / "final_metrics.json").read_text())
+    assert kd["parameters"] < teacher["parameters"]  # the student has no fusion gate
+
+
+def test_kd_refuses_a_teacher_workdir_that_holds_another_stage(pipeline, env, tmp_path):
+    workdir, _ = pipeline
+    proc = run(main_cmd("kd_student.py", tmp_path / "kd", *PIPELINE_STEPS,
+                        f"--config.kd.teacher_workdir={workdir / 'ssl_student'}",
+                        f"--config.init.student_workdir={workdir / 'ssl_student'}"), env, check=False)
+    assert proc.returncode != 0
+    assert "was written by stage 'ssl', not by a teacher" in proc.stderr, proc.stderr[-3000:]
+
+
+def test_teacher_checkpoint_of_another_architecture_is_refused(pipeline):
+    import ml_collections
+    from flax import nnx
+
+    from actlumos_jax.train import checkpointing, loop
+
+    workdir, _ = pipeline
+    directory = workdir / "teacher" / "checkpoints"
+    step = checkpointing.chosen_step(directory, "val_top1")
+    saved = ml_collections.ConfigDict(checkpointing.read_json_item(directory, step, "config"))
+    saved.model.backbone.width = 0.25  # the checkpoint's teacher is 0.125 wide
+    with pytest.raises(checkpointing.CheckpointError, match=r"does not fit this model's architecture"):
+        checkpointing.load_model_variables(directory, step, loop._model_for_config(saved.model, 11, "teacher", 0))
+    saved.model.backbone.width = 0.125
+    frozen = checkpointing.load_model_variables(directory, step, loop._model_for_config(saved.model, 11, "teacher", 0))
+    _, frozen_again, teacher_config = loop.load_teacher(workdir / "teacher", 11)
+    assert teacher_config["stage"] == "teacher"
+    assert_trees_equal(nnx.to_pure_dict(frozen.params), nnx.to_pure_dict(frozen_again.params))

@@ -119,10 +119,12 @@ def load_model_variables(directory: str | Path, step: int, model: nnx.Module) ->
     """
     directory = Path(directory).absolute()
     _, params, batch_stats, rngs = split_model(model)
-    manager = ocp.CheckpointManager(directory, item_names=("state",),
+    manager = ocp.CheckpointManager(directory, item_handlers={"state": ocp.PyTreeCheckpointHandler()},
                                     options=ocp.CheckpointManagerOptions(read_only=True))
     try:
         metadata = manager.item_metadata(step)["state"]
+        if metadata is None:
+            raise CheckpointError(f"{directory / str(step)} holds no train state")
         wanted = {"params": params, "batch_stats": batch_stats}
         _check_compatible(directory / str(step), metadata, wanted)
         restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray), metadata)

@@ -52,7 +52,7 @@ def saved_steps(workdir: Path) -> list[int]:
 
 
 def restored_params(workdir: Path, step: int) -> dict:
-    with ocp.CheckpointManager(workdir / "checkpoints", item_names=("state",),
+    with ocp.CheckpointManager(workdir / "checkpoints", item_handlers={"state": ocp.PyTreeCheckpointHandler()},
                                options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
         meta = manager.item_metadata(step)["state"]
         args = jax_tree_map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray), meta)

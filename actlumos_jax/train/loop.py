@@ -136,7 +136,7 @@ def run_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> StageRe
     teacher_graphdef = teacher_vars = None
     if task.needs_teacher:
         teacher_graphdef, teacher_vars, _ = load_teacher(config.kd.teacher_workdir, num_classes)
-        teacher_vars = jax.device_put(teacher_vars, repl)
+        teacher_vars = parallel.place(teacher_vars, repl)
 
     train_loader = input_pipeline.make_train_loader(config, data)
     steps_per_epoch = train_loader.steps_per_epoch
@@ -147,7 +147,7 @@ def run_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> StageRe
     graphdef, state = create_train_state(model, tx, plateau_tx)
     del model
     state_shard = parallel.sharding_from_rules(state, mesh, [tuple(r) for r in config.mesh.rules])
-    state = jax.device_put(state, state_shard)
+    state = parallel.place(state, state_shard)
 
     lr_fn = lambda step, plateau: optim.current_learning_rate(config.optim, total_steps, step, plateau)
     train_fn, eval_fn = steps.jit_steps(

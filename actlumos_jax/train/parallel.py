@@ -33,8 +33,9 @@ def initialize_distributed(coordinator_address: str = "", num_processes: int = 0
     if coordinator_address:
         if num_processes < 1 or process_id < 0:
             raise ValueError("with a coordinator address, num_processes and process_id must be given too")
-        if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        # Cross-process collectives for the CPU backend (tests, CPU clusters); GPUs
+        # and TPUs ignore it. Asking for the backend here would initialise it too early.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(coordinator_address, num_processes, process_id)
     elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_STEP_ID" in os.environ:
         jax.distributed.initialize()
@@ -94,3 +95,23 @@ def sharding_from_rules(tree: Any, mesh: Mesh, rules: Sequence[tuple[str, str]])
 
     return jax.tree_util.tree_map_with_path(leaf_sharding, tree)
 
+
+
+def place(tree: Any, shardings: Any) -> Any:
+    """Puts a host-side pytree (identical on every process) onto global shardings.
+
+    ``jax.device_put`` only reaches this process's devices; with several
+    processes each one builds its own shards from its full host copy.
+    """
+    if jax.process_count() == 1:
+        return jax.device_put(tree, shardings)
+
+    def one(x, sharding):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(one(jax.random.key_data(x), sharding), impl=jax.random.key_impl(x))
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    if isinstance(shardings, jax.sharding.Sharding):
+        return jax.tree.map(lambda x: one(x, shardings), tree)
+    return jax.tree.map(one, tree, shardings)

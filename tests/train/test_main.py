@@ -150,7 +150,7 @@ def test_two_processes_train_and_checkpoint(env, tmp_path):
     outputs = [p.communicate(timeout=900) for p in procs]
     for p, (out, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-5000:]
-    assert saved_steps(workdir) == [3]
+    assert saved_steps(workdir)[-1] == 3  # plus the end-of-epoch checkpoint at step 2
     assert "4 devices on 2 processes" in outputs[0][1] or "ssl:" in outputs[0][0]
     # Both processes share one data slice each: the grain state of both is in the checkpoint.
     data_files = sorted(p.name for p in (workdir / "checkpoints" / "3" / "data").iterdir())

@@ -41,6 +41,11 @@ def initialize_distributed(coordinator_address: str = "", num_processes: int = 0
         jax.distributed.initialize()
     else:
         return
+    # Open the cross-process collectives now, while all processes are in step:
+    # a context first opened later (e.g. by orbax) times out after 30 s if one
+    # process is still compiling.
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("actlumos:start")
     logging.info("jax.distributed: process %d of %d, %d local / %d global devices",
                  jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count())
 

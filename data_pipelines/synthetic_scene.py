@@ -6,6 +6,11 @@ then lit by an illumination that changes over time (dimming, flicker, a passing
 light, a switched light), exposed to a low mean luma, and passed through a
 sensor model (shot noise, read noise, camera OETF, 8-bit quantisation).
 
+The figure fills most of the frame height and its clothes differ from the
+room by at least 2.5x in luminance, as a silhouette does; the room's texture
+and furniture are kept calm enough that the action, not the room, is the
+strongest signal.
+
 Poses live in a body frame (forward f, up u, lateral l) and are projected with a
 yaw angle psi: image x = f cos(psi) + l sin(psi), so a turn foreshortens the
 shoulders and swaps which arm is in front without any 3-D renderer.
@@ -21,7 +26,7 @@ CLASS_NAMES: tuple[str, ...] = (
     "Drink", "Jump", "Pick", "Pour", "Push", "Run", "Sit", "Stand", "Turn", "Walk", "Wave")
 
 # Segment lengths as fractions of the actor's standing height.
-_THIGH, _SHIN, _TORSO, _NECK, _HEAD_R = 0.245, 0.245, 0.29, 0.07, 0.065
+_THIGH, _SHIN, _TORSO, _NECK, _HEAD_R = 0.245, 0.245, 0.29, 0.07, 0.07
 _UPPER_ARM, _FOREARM, _SHOULDER_HALF, _HIP_HALF = 0.17, 0.16, 0.11, 0.065
 
 
@@ -40,7 +45,7 @@ class Actor:
 def make_actor(rng: np.random.Generator) -> Actor:
     def colour(lo, hi):
         return rng.uniform(lo, hi, 3).astype(np.float32)
-    return Actor(height=float(rng.uniform(0.6, 0.8)), limb_width=float(rng.uniform(0.055, 0.075)),
+    return Actor(height=float(rng.uniform(0.8, 0.95)), limb_width=float(rng.uniform(0.09, 0.11)),
                  skin=colour(0.25, 0.75) * np.float32([1.0, 0.8, 0.65]), shirt=colour(0.05, 0.9),
                  trousers=colour(0.03, 0.6), speed=float(rng.uniform(0.85, 1.15)))
 
@@ -114,7 +119,7 @@ def action_poses(name: str, u: np.ndarray, rng: np.random.Generator) -> tuple[di
             props["box_held"] = holding
         else:
             push = _smooth(start, start + 0.15, u)
-            gait, travel = _gait(u, rng, cycles=rng.uniform(0.8, 1.4), amp=0.3, knee=0.4, arm_amp=0.0, stride=0.35)
+            gait, travel = _gait(u, rng, cycles=rng.uniform(1.0, 1.5), amp=0.35, knee=0.5, arm_amp=0.0, stride=0.5)
             for k in ("thigh_l", "thigh_r", "knee_l", "knee_r"):
                 p[k] = gait[k] * push
             p["lean"] = push * rng.uniform(0.3, 0.5)
@@ -124,17 +129,17 @@ def action_poses(name: str, u: np.ndarray, rng: np.random.Generator) -> tuple[di
             props["box_held"] = np.ones_like(u) * -1  # pushed: follows the hands along the floor
     elif name in ("Walk", "Run"):
         run = name == "Run"
-        cycles = rng.uniform(2.0, 3.2) if run else rng.uniform(0.9, 1.7)
+        cycles = rng.uniform(2.2, 3.2) if run else rng.uniform(1.1, 1.7)
         gait, travel = _gait(u, rng, cycles=cycles, amp=rng.uniform(0.35, 0.6) if run else rng.uniform(0.3, 0.5),
                              knee=rng.uniform(0.7, 1.1) if run else rng.uniform(0.4, 0.7), arm_amp=rng.uniform(0.3, 0.6),
-                             stride=0.55 if run else 0.4)
+                             stride=0.75 if run else 0.5)
         p.update(gait)
         p["lean"] += rng.uniform(0.0, 0.25)
         p["elbow_l"] += rng.uniform(0.2, 1.2)
         p["elbow_r"] = p["elbow_l"]
         p["travel"] = travel
         if run:
-            p["lift"] = 0.04 * np.abs(np.sin(2 * np.pi * cycles * u))
+            p["lift"] = 0.06 * np.abs(np.sin(2 * np.pi * cycles * u))
     elif name in ("Sit", "Stand"):
         s = _smooth(start, end, u if name == "Sit" else 1 - u)
         p["thigh_l"] = p["thigh_r"] = s * 1.5
@@ -156,7 +161,7 @@ def action_poses(name: str, u: np.ndarray, rng: np.random.Generator) -> tuple[di
             p["knee_l"] += crouch * 1.4
             p["knee_r"] += crouch * 1.4
             p["lean"] += crouch * 0.35
-            p["lift"] += flight * rng.uniform(0.15, 0.3)
+            p["lift"] += flight * rng.uniform(0.3, 0.45)
             p["arm_l"] += flight * 1.6 - crouch * 0.4
             p["arm_r"] += flight * 1.6 - crouch * 0.4
     elif name == "Turn":
@@ -169,7 +174,7 @@ def action_poses(name: str, u: np.ndarray, rng: np.random.Generator) -> tuple[di
         hz = rng.uniform(2.5, 4.5)
         p["abduct_r"] = raised * 1.3
         p["arm_r"] = 0.1 + raised * rng.uniform(2.0, 2.5)
-        p["elbow_r"] = 0.2 + raised * (0.6 + 0.55 * np.sin(2 * np.pi * hz * u))
+        p["elbow_r"] = 0.2 + raised * (0.7 + 0.75 * np.sin(2 * np.pi * hz * u))
     else:
         raise ValueError(f"unknown synthetic action class {name!r}; expected one of {CLASS_NAMES}")
     return p, props
@@ -267,9 +272,9 @@ def background(rng: np.random.Generator, h: int, w: int, horizon: float) -> np.n
     img = np.where(np.arange(h)[:, None, None] < horizon,
                    wall[0] + (wall[1] - wall[0]) * y, floor[0] + (floor[1] - floor[0]) * y)
     img = np.broadcast_to(img, (h, w, 3)).copy()
-    texture = 1 + 0.25 * _smooth_noise(rng, h, w, max(h // 6, 2)) + 0.08 * _smooth_noise(rng, h, w, 2)
+    texture = 1 + 0.15 * _smooth_noise(rng, h, w, max(h // 6, 2)) + 0.05 * _smooth_noise(rng, h, w, 2)
     img *= texture[..., None]
-    for _ in range(int(rng.integers(1, 4))):
+    for _ in range(int(rng.integers(0, 3))):
         colour = rng.uniform(0.05, 0.9, 3)
         fw, fh = rng.uniform(0.1, 0.3) * w, rng.uniform(0.2, 0.6) * h
         x0 = rng.uniform(-0.1, 0.95) * w
@@ -291,6 +296,33 @@ def background(rng: np.random.Generator, h: int, w: int, horizon: float) -> np.n
 
 
 # ----------------------------------------------------------------------------- the figure
+
+_LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)  # Rec.709, linear light
+_MIN_CONTRAST = 2.5
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ _LUMINANCE
+
+
+def _silhouette_gain(colours: list[np.ndarray], room_luminance: float) -> float:
+    """Scale of ``colours`` so the figure they paint differs from the room by >= 2.5x in luminance.
+
+    Without it a figure dressed like the wall vanishes once the clip is exposed
+    at a few percent of full scale and drowned in sensor noise: the clip would
+    carry a label and no action. The colours keep their hue; the scale moves
+    them to whichever side (darker or lighter) needs the smaller change.
+    """
+    own = float(np.mean([_luminance(c) for c in colours]))
+    brightest = float(max(_luminance(c) for c in colours))
+    if own <= room_luminance / _MIN_CONTRAST or own >= room_luminance * _MIN_CONTRAST:
+        return 1.0
+    darker = room_luminance / _MIN_CONTRAST / own
+    lighter = room_luminance * _MIN_CONTRAST / own
+    if lighter * brightest > 1.0 or (1 / darker) < lighter:
+        return darker
+    return lighter
+
 
 def _project(points, psi, scale, cx, ground):
     f, u, l = points[..., 0], points[..., 1], points[..., 2]
@@ -325,10 +357,13 @@ def render_reflectance(name: str, actor: Actor, rng: np.random.Generator, h: int
     jitter = np.clip(np.round(jitter - jitter.mean(0)), -margin, margin).astype(int)
 
     radius = 0.5 * actor.limb_width * scale
-    colour = {"torso": actor.shirt, "upper_arm": actor.shirt, "forearm": actor.skin, "head": actor.skin,
-              "thigh": actor.trousers, "shin": actor.trousers}
+    room_luminance = float(_luminance(room).mean())
+    gain = _silhouette_gain([actor.shirt, actor.trousers, actor.skin], room_luminance)
+    colour = {"torso": actor.shirt * gain, "upper_arm": actor.shirt * gain, "forearm": actor.skin * gain,
+              "head": actor.skin * gain, "thigh": actor.trousers * gain, "shin": actor.trousers * gain}
     box = props.get("box")
     prop_colour = rng.uniform(0.2, 0.9, 3).astype(np.float32)
+    prop_colour *= _silhouette_gain([prop_colour], room_luminance)
     frames = np.empty((num_frames, h, w, 3), np.float32)
     seg_xy, seg_depth = _project(np.stack([np.stack(ends) for ends in segments.values()]), psi,
                                  scale, cx - margin, ground - margin)  # (segment, end, frame, ...)
@@ -339,7 +374,7 @@ def render_reflectance(name: str, actor: Actor, rng: np.random.Generator, h: int
         items = []  # (depth, draw) painted far to near
         for key, (pa, pb), (da, db) in zip(segments, seg_xy[:, :, t] - jitter[t], seg_depth[:, :, t]):
             kind = key.rsplit("_", 1)[0] if key[-2] == "_" else key
-            r = _HEAD_R * scale if key == "head" else radius * (1.3 if kind in ("torso", "thigh") else 1.0)
+            r = _HEAD_R * scale if key == "head" else radius * {"torso": 1.9, "thigh": 1.25}.get(kind, 1.0)
             shade = 0.7 if (da + db) / 2 < -0.02 else 1.0
             items.append(((da + db) / 2, lambda pa=pa, pb=pb, r=r, c=colour[kind] * shade: _capsule(canvas, pa, pb, r, c)))
         hand = segments[f"forearm_{active}"][1][t]

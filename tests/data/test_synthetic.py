@@ -220,3 +220,21 @@ def test_classes_differ_in_motion():
     hand_x = seg["forearm_r"][1][:, 2]
     assert (seg["forearm_r"][1][:, 1] > seg["head"][0][:, 1]).mean() > 0.5
     assert np.sum(np.abs(np.diff(np.sign(np.diff(hand_x[8:40]))))) >= 4  # several reversals
+
+
+def test_the_figure_stands_out_from_the_room_by_the_minimum_contrast():
+    from data_pipelines.synthetic_scene import _MIN_CONTRAST, _silhouette_gain
+
+    rng = np.random.default_rng(0)
+    rec709 = np.array([0.2126, 0.7152, 0.0722])
+    for _ in range(500):
+        colours = [rng.uniform(0.0, 1.0, 3).astype(np.float32) for _ in range(int(rng.integers(1, 4)))]
+        room = float(rng.uniform(0.02, 0.9))
+        gain = _silhouette_gain(colours, room)
+        figure = np.mean([c @ rec709 for c in colours]) * gain
+        ratio = max(figure / room, room / figure)
+        assert ratio >= _MIN_CONTRAST * (1 - 1e-5), (colours, room, gain)
+        if gain > 1:  # made lighter: must stay a reflectance
+            assert max(c @ rec709 for c in colours) * gain <= 1 + 1e-6
+        already = max(figure / gain / room, room / (figure / gain)) >= _MIN_CONTRAST
+        assert (gain == 1.0) == already

@@ -21,6 +21,8 @@ def get_config(arg=None):
     c = base.get_config(arg)
     c.stage = "kd"
     c.pipeline = dict(train_prerequisites=True, ssl_only_baseline=True)
+    if base.size_of(arg) == "tiny":
+        c.train.epochs = 4  # each of the SSL-only and the KD students
     t, s = teacher.get_config(arg), ssl_student.get_config(arg)
     for stage in (t, s):
         for shared in ("dataset", "data", "enhance", "mesh"):

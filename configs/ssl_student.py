@@ -6,4 +6,6 @@ from configs import base
 def get_config(arg=None):
     c = base.get_config(arg)
     c.stage = "ssl"
+    if base.size_of(arg) == "tiny":
+        c.train.epochs = 2
     return c

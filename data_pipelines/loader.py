@@ -59,6 +59,26 @@ class ClipFileSource(grain.sources.RandomAccessDataSource):
         return np.asarray([r.label for r in self._records], np.int64)
 
 
+class ConcatSource(grain.sources.RandomAccessDataSource):
+    """Several random-access sources read as one, in order (SSL's train + test pool)."""
+
+    def __init__(self, sources: Sequence[Any]):
+        self._sources = tuple(sources)
+        self._ends = np.cumsum([len(s) for s in self._sources])
+
+    def __len__(self) -> int:
+        return int(self._ends[-1]) if len(self._ends) else 0
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} clips")
+        which = int(np.searchsorted(self._ends, index, side="right"))
+        return self._sources[which][index - (int(self._ends[which - 1]) if which else 0)]
+
+    def labels(self) -> np.ndarray:
+        return np.concatenate([_source_labels(s) for s in self._sources])
+
+
 @dataclasses.dataclass(frozen=True)
 class _Plan:
     """Which record sits at each (epoch, global position) of the stream."""
@@ -276,7 +296,7 @@ def _as_pair(size: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def _source_labels(source: Any) -> np.ndarray:
-    if isinstance(source, ClipFileSource):
+    if hasattr(source, "labels"):
         return source.labels()
     logging.warning("balanced mode: reading all %d labels from the source (pass labels= to avoid it)", len(source))
     return np.asarray([int(source[i]["label"]) for i in range(len(source))], np.int64)

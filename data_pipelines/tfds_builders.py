@@ -233,6 +233,7 @@ class VideoDataSource:
     def __init__(self, source, split_info: SplitInfo):
         self._source = source
         self.split_info = split_info
+        self._labels: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self._source)
@@ -254,6 +255,12 @@ class VideoDataSource:
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
         return [self._normalise(e) for e in self._source.__getitems__(indices)]
+
+    def labels(self) -> np.ndarray:
+        """Every clip's label (reads each record once; class-balanced batching needs them up front)."""
+        if self._labels is None:
+            self._labels = np.asarray([int(self._source[i]["label"]) for i in range(len(self))], np.int64)
+        return self._labels
 
     def __repr__(self) -> str:
         return f"VideoDataSource({self.split_info.dataset} {self.split_info.split}, {len(self)} clips)"

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 import ml_collections
 import numpy as np
 
 from data_pipelines import datasets, loader
+from data_pipelines.bad_input import DatasetError
 from data_pipelines.records import ClipRecord, SplitInfo
 
 # Which batch entries each stage's step reads; the rest stay on the host.
@@ -27,35 +29,73 @@ STAGE_KEYS = {
 
 @dataclasses.dataclass
 class StageData:
+    """One split's clips: ``ClipRecord``s read from the files, or TFDS array_record sources."""
+
     info: SplitInfo
-    train_records: list[ClipRecord]
-    test_records: list[ClipRecord]
+    train: Sequence[ClipRecord] | Any
+    test: Sequence[ClipRecord] | Any
 
 
 def read_stage_data(config: ml_collections.ConfigDict) -> StageData:
     ds = config.dataset
-    kwargs = dict(root=ds.root or None, split=ds.split if ds.split >= 0 else None,
-                  synthetic_preset=ds.synthetic_preset, seed=ds.synthetic_seed, on_bad_input=ds.on_bad_input)
-    info, train = datasets.read_split(ds.name, subset="train", **kwargs)
-    test_info, test = datasets.read_split(ds.name, subset="test", **kwargs)
-    if test_info.class_names != info.class_names:
-        raise ValueError(f"{ds.name}: train and test splits disagree on the classes")
+    split = ds.split if ds.split >= 0 else None
+    if ds.source == "tfds":
+        info, train, test = _read_tfds(ds, split)
+    else:
+        kwargs = dict(root=ds.root or None, split=split, synthetic_preset=ds.synthetic_preset,
+                      seed=ds.synthetic_seed, on_bad_input=ds.on_bad_input)
+        info, train = datasets.read_split(ds.name, subset="train", **kwargs)
+        test_info, test = datasets.read_split(ds.name, subset="test", **kwargs)
+        if test_info.class_names != info.class_names:
+            raise ValueError(f"{ds.name}: train and test splits disagree on the classes")
     if config.stage == "ssl" and config.ssl.unlabeled_pool == "train_and_test":
-        train = train + test  # The paper's transductive pool: every clip, labels unused.
+        # The paper's transductive pool: every clip, labels unused.
+        train = train + test if isinstance(train, list) else loader.ConcatSource([train, test])
     return StageData(info, train, test)
+
+
+def tfds_data_dir(ds: ml_collections.ConfigDict) -> Path:
+    """Where the array_record copy lives; the synthetic set's default sits beside its files."""
+    if ds.tfds_data_dir:
+        return Path(ds.tfds_data_dir)
+    if ds.name == "synthetic":
+        from data_pipelines import synthetic  # pylint: disable=g-import-not-at-top
+
+        return synthetic.default_root(ds.synthetic_preset, ds.synthetic_seed).with_name(
+            synthetic.default_root(ds.synthetic_preset, ds.synthetic_seed).name + "-tfds")
+    raise ValueError(f"config.dataset.source='tfds' for {ds.name!r} needs config.dataset.tfds_data_dir")
+
+
+def _read_tfds(ds: ml_collections.ConfigDict, split: int | None):
+    """The split's TFDS sources, building them first from ``root`` when this is the only process."""
+    import jax  # pylint: disable=g-import-not-at-top
+    from data_pipelines import tfds_builders  # pylint: disable=g-import-not-at-top  # TFDS imports slowly
+
+    data_dir = tfds_data_dir(ds)
+    try:
+        train = tfds_builders.data_source(ds.name, data_dir=data_dir, split=split, subset="train")
+    except DatasetError:
+        if jax.process_count() > 1:
+            raise  # N processes must not race to write one dataset: build it once beforehand
+        tfds_builders.build(ds.name, root=ds.root or None, data_dir=data_dir, split=split,
+                            on_bad_input=ds.on_bad_input, synthetic_preset=ds.synthetic_preset,
+                            seed=ds.synthetic_seed)
+        train = tfds_builders.data_source(ds.name, data_dir=data_dir, split=split, subset="train")
+    test = tfds_builders.data_source(ds.name, data_dir=data_dir, split=split, subset="test")
+    return train.split_info, train, test
 
 
 def make_train_loader(config: ml_collections.ConfigDict, data: StageData):
     mode = {"teacher": "balanced" if config.train.class_balanced else "supervised",
             "ssl": "ssl", "kd": "supervised"}[config.stage]
-    return loader.make_loader(data.train_records, data.info, train=True, mode=mode, **_loader_kwargs(config))
+    return loader.make_loader(data.train, data.info, train=True, mode=mode, **_loader_kwargs(config))
 
 
 def make_eval_loader(config: ml_collections.ConfigDict, data: StageData):
     mode = "ssl" if config.stage == "ssl" else "supervised"
     kwargs = _loader_kwargs(config)
     kwargs["global_batch_size"] = config.eval.batch_size or config.train.batch_size
-    return loader.make_loader(data.test_records, data.info, train=False, mode=mode, num_epochs=1, **kwargs)
+    return loader.make_loader(data.test, data.info, train=False, mode=mode, num_epochs=1, **kwargs)
 
 
 def _loader_kwargs(config) -> dict[str, Any]:

@@ -6,13 +6,11 @@ import dataclasses
 import json
 import math
 import signal
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from absl import logging
 from flax import nnx
 
@@ -89,7 +87,7 @@ def load_teacher(teacher_workdir: str | Path, num_classes: int) -> tuple[nnx.Gra
     return graphdef, frozen, teacher_config.to_dict()
 
 
-def _initialise(model, config, num_classes, mesh):
+def _initialise(model, config):
     init = config.init
     if init.backbone_checkpoint:
         load_pretrained_backbone(model, init.backbone_checkpoint)
@@ -131,7 +129,7 @@ def run_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> StageRe
     if done is not None:
         return StageResult(config.stage, workdir, done["metrics"], n_params)
     model = _model_for_config(config.model, num_classes, task.model_kind, config.seed)
-    _initialise(model, config, num_classes, mesh)
+    _initialise(model, config)
 
     teacher_graphdef = teacher_vars = None
     if task.needs_teacher:
@@ -141,7 +139,7 @@ def run_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> StageRe
     train_loader = input_pipeline.make_train_loader(config, data)
     steps_per_epoch = train_loader.steps_per_epoch
     if steps_per_epoch == 0:
-        raise ValueError(f"{len(data.train_records)} training clips cannot fill one batch of {config.train.batch_size}")
+        raise ValueError(f"{len(data.train)} training clips cannot fill one batch of {config.train.batch_size}")
     total_steps = config.train.num_steps or config.train.epochs * steps_per_epoch
     tx, plateau_tx = optim.make_optimizer(config.optim, total_steps), optim.plateau_transform(config.optim)
     graphdef, state = create_train_state(model, tx, plateau_tx)

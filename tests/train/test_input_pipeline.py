@@ -1,0 +1,61 @@
+"""Config -> loaders: the files path and the TFDS array_record path see the same clips."""
+
+import numpy as np
+import pytest
+
+from actlumos_jax.train import input_pipeline
+from configs import base
+from tests.train.helpers import tiny_config
+
+
+def _eval_clips(config, data):
+    """(label, pixel sum) of every real clip the eval loader yields, sorted: order-free identity."""
+    seen = []
+    for batch in input_pipeline.make_eval_loader(config, data):
+        for video, label, real in zip(batch["video"], batch["label"], batch["mask"]):
+            if real:
+                seen.append((int(label), int(video.astype(np.int64).sum())))
+    return sorted(seen)
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+def test_tfds_source_builds_once_and_matches_the_files(tfds_dir):
+    files_config = tiny_config("teacher")
+    tfds_config = tiny_config("teacher", **{"dataset.source": "tfds", "dataset.tfds_data_dir": tfds_dir})
+    from_files = input_pipeline.read_stage_data(files_config)
+    from_tfds = input_pipeline.read_stage_data(tfds_config)  # builds the array_record copy
+    assert from_tfds.info.class_names == from_files.info.class_names
+    assert (len(from_tfds.train), len(from_tfds.test)) == (len(from_files.train), len(from_files.test))
+    assert _eval_clips(tfds_config, from_tfds) == _eval_clips(files_config, from_files)
+    assert sorted(from_tfds.train.labels()) == sorted(r.label for r in from_files.train)
+
+
+def test_tfds_source_feeds_balanced_and_transductive_ssl_loaders(tfds_dir):
+    balanced = tiny_config("teacher", **{"dataset.source": "tfds", "dataset.tfds_data_dir": tfds_dir,
+                                         "train.class_balanced": True, "train.batch_size": 4})
+    data = input_pipeline.read_stage_data(balanced)
+    batch = next(iter(input_pipeline.make_train_loader(balanced, data)))
+    labels = batch["label"]
+    assert len(set(labels.tolist())) == 2 and all(np.sum(labels == c) == 2 for c in set(labels.tolist()))
+
+    ssl = tiny_config("ssl", **{"dataset.source": "tfds", "dataset.tfds_data_dir": tfds_dir,
+                                "ssl.unlabeled_pool": "train_and_test"})
+    pool = input_pipeline.read_stage_data(ssl)
+    assert len(pool.train) == len(data.train) + len(data.test)
+    assert pool.train[len(data.train)]["clip_id"] == data.test[0]["clip_id"]
+    with pytest.raises(IndexError):
+        pool.train[len(pool.train)]
+
+
+def test_tfds_source_needs_a_data_dir_for_real_datasets():
+    c = base.get_config("dataset=arid10,root=/nonexistent")
+    c.dataset.source = "tfds"
+    with pytest.raises(ValueError, match="tfds_data_dir"):
+        input_pipeline.tfds_data_dir(c.dataset)
+    c.dataset.source = "parquet"
+    with pytest.raises(ValueError, match="dataset.source"):
+        base.validate(c)

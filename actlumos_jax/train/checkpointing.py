@@ -8,6 +8,7 @@ killed mid-save resumes from the previous one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 from flax import nnx
 from orbax.checkpoint import checkpoint_managers as policies
 
@@ -82,13 +84,25 @@ def _jsonable(tree: dict) -> dict:
     return json.loads(json.dumps(jax.tree.map(lambda x: np.asarray(x).tolist(), tree)))
 
 
-def read_json_item(directory: str | Path, step: int, item: str) -> dict:
-    manager = ocp.CheckpointManager(Path(directory).absolute(), item_names=(item,),
-                                    options=ocp.CheckpointManagerOptions(read_only=True))
+@contextlib.contextmanager
+def _reader(directory: Path, **kwargs):
+    """A read-only CheckpointManager, without the warnings orbax logs for every read-only open
+    (and for the items a partial restore leaves alone): a KD run opens its teacher ~10 times."""
+    previous = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)
+    manager = None
     try:
-        return dict(manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item])
+        manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True), **kwargs)
+        yield manager
     finally:
-        manager.close()
+        if manager is not None:
+            manager.close()
+        logging.set_verbosity(previous)
+
+
+def read_json_item(directory: str | Path, step: int, item: str) -> dict:
+    with _reader(Path(directory).absolute(), item_names=(item,)) as manager:
+        return dict(manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item])
 
 
 def chosen_step(directory: str | Path, metric: str | None = None, mode: str = "max") -> int | None:
@@ -97,11 +111,8 @@ def chosen_step(directory: str | Path, metric: str | None = None, mode: str = "m
     directory = Path(directory).absolute()
     if not directory.is_dir():
         return None
-    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True))
-    try:
+    with _reader(directory) as manager:
         steps, latest = manager.all_steps(), manager.latest_step()
-    finally:
-        manager.close()
     scored = []
     for step in steps if metric else ():
         value = read_json_item(directory, step, "metrics").get(metric)
@@ -119,9 +130,7 @@ def load_model_variables(directory: str | Path, step: int, model: nnx.Module) ->
     """
     directory = Path(directory).absolute()
     _, params, batch_stats, rngs = split_model(model)
-    manager = ocp.CheckpointManager(directory, item_handlers={"state": ocp.PyTreeCheckpointHandler()},
-                                    options=ocp.CheckpointManagerOptions(read_only=True))
-    try:
+    with _reader(directory, item_handlers={"state": ocp.PyTreeCheckpointHandler()}) as manager:
         metadata = manager.item_metadata(step)["state"]
         if metadata is None:
             raise CheckpointError(f"{directory / str(step)} holds no train state")
@@ -130,8 +139,6 @@ def load_model_variables(directory: str | Path, step: int, model: nnx.Module) ->
         restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray), metadata)
         raw = manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.PyTreeRestore(restore_args=restore_args)))["state"]
-    finally:
-        manager.close()
     return FrozenModel(_fill(params, raw["params"]), _fill(batch_stats, raw["batch_stats"]), rngs)
 
 

@@ -12,7 +12,7 @@ the test clips (by the sidecar's mean luma) for each input condition:
   static  msr frames, but every clip is its middle frame repeated: what a
           model can get from appearance alone (props, posture), without motion.
 
-  python bench/synthetic_learnability.py --preset demo --steps 200
+  python -m bench.synthetic_learnability --preset demo --steps 200   (from the repository root)
 """
 
 from __future__ import annotations
@@ -25,11 +25,14 @@ import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from actlumos_jax.enhance import enhance
 from actlumos_jax.models import build_model
+from actlumos_jax.train import optim
+from actlumos_jax.train.state import create_train_state, model_from_state
+from actlumos_jax.train.steps import make_train_step
+from actlumos_jax.train.tasks import make_task
 from configs import kd_student
 from data_pipelines import synthetic, transforms
 from data_pipelines.datasets import read_arid10
@@ -50,42 +53,37 @@ def load(root, subset: str, split: int, num_frames: int, stride: int, size: tupl
     return np.stack(clips), np.array(labels), np.array(lumas)
 
 
-def prepare(x: jax.Array, condition: str) -> jax.Array:
-    x = transforms.to_unit_range(x, jnp.float32)
-    if condition in ("msr", "static"):
-        x = enhance(x, "msr")
-    elif condition == "gamma":
-        x = enhance(x, "gamma")
+def condition_inputs(clips: np.ndarray, condition: str) -> np.ndarray:
+    """The uint8 clips a condition trains on: enhancement runs once here, not in every step."""
+    if condition == "dark":
+        return clips
+    out = []
+    for i in range(0, len(clips), 32):
+        x = transforms.to_unit_range(jnp.asarray(clips[i:i + 32]), jnp.float32)
+        x = enhance(x, "gamma" if condition == "gamma" else "msr")
+        out.append(np.asarray(jnp.round(jnp.clip(x, 0, 1) * 255)).astype(np.uint8))
+    out = np.concatenate(out)
     if condition == "static":
-        x = jnp.repeat(x[:, x.shape[1] // 2][:, None], x.shape[1], axis=1)
-    return (x - jnp.asarray(transforms.IG65M_MEAN)) / jnp.asarray(transforms.IG65M_STD)
+        out = np.repeat(out[:, out.shape[1] // 2][:, None], out.shape[1], axis=1)
+    return out
 
 
 def train_and_eval(condition, config, train, test, *, steps, batch_size, seed):
+    """Trains with the library's own train step (the KD task with kd_weight 0: CE only)."""
     (x_train, y_train, _), (x_test, y_test, luma_test) = train, test
+    x_train, x_test = condition_inputs(x_train, condition), condition_inputs(x_test, condition)
+    task = make_task(config)
     model = build_model(config.model, 11, kind="student", rngs=nnx.Rngs(seed, dropout=seed + 1, mask=seed + 2))
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    o = config.optim
-    schedule = optax.warmup_cosine_decay_schedule(0.0, o.learning_rate, o.warmup_updates, steps)
-    tx = optax.chain(optax.clip_by_global_norm(o.clip_grad_norm), optax.adamw(schedule, weight_decay=o.weight_decay))
-    opt_state = tx.init(params)
+    tx, plateau_tx = optim.make_optimizer(config.optim, steps), optim.plateau_transform(config.optim)
+    graphdef, state = create_train_state(model, tx, plateau_tx)
+    lr_fn = lambda step, plateau: optim.current_learning_rate(config.optim, steps, step, plateau)
+    train_step = jax.jit(make_train_step(graphdef, tx, task, lr_fn), donate_argnums=(0,))
 
     @jax.jit
-    def train_step(params, rest, opt_state, x, y):
-        def loss_fn(params):
-            m = nnx.merge(graphdef, params, rest, copy=True)
-            m.train()
-            logits = m(prepare(x, condition)).logits
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), nnx.split(m, nnx.Param, ...)[2]
-        (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), rest, opt_state, loss
-
-    @jax.jit
-    def predict(params, rest, x):
-        m = nnx.merge(graphdef, params, rest, copy=True)
-        m.eval()
-        return m(prepare(x, condition)).logits.argmax(-1)
+    def predict(state, video):
+        model = model_from_state(graphdef, state)
+        model.eval()
+        return task.logits(model, {"video": video}, None).argmax(-1)
 
     crop = config.data.crop
     height, width = x_train.shape[2:4]
@@ -97,14 +95,15 @@ def train_and_eval(condition, config, train, test, *, steps, batch_size, seed):
         x = x_train[idx, :, top:top + crop, left:left + crop]
         if rng.uniform() < 0.5:
             x = x[:, :, :, ::-1]
-        params, rest, opt_state, loss = train_step(params, rest, opt_state, jnp.asarray(x), jnp.asarray(y_train[idx]))
-        losses.append(float(loss))
+        batch = {"video": jnp.asarray(x), "label": jnp.asarray(y_train[idx])}
+        state, metrics = train_step(state, batch, None)
+        losses.append(float(metrics["loss"]))
         if (step + 1) % 50 == 0:
             print(f"  {condition} step {step + 1}/{steps} loss {np.mean(losses[-50:]):.3f} "
                   f"({time.time() - start:.0f} s)", flush=True)
     top, left = (height - crop) // 2, (width - crop) // 2
     centre = x_test[:, :, top:top + crop, left:left + crop]
-    pred = np.concatenate([np.asarray(predict(params, rest, jnp.asarray(centre[i:i + 32])))
+    pred = np.concatenate([np.asarray(predict(state, jnp.asarray(centre[i:i + 32])))
                            for i in range(0, len(centre), 32)])
     darkest = luma_test <= np.quantile(luma_test, 1 / 3)
     correct = pred == y_test
@@ -126,6 +125,7 @@ def main():
     args = parser.parse_args()
 
     config = kd_student.get_config("size=tiny")
+    config.loss.kd_weight = 0.0  # plain cross-entropy: no teacher
     d = config.data
     root = synthetic.ensure_dataset(args.preset, args.seed, args.root)
     train = load(root, "train", args.split, d.num_frames, d.frame_stride, tuple(d.resize))

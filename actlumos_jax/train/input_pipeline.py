@@ -61,8 +61,8 @@ def tfds_data_dir(ds: ml_collections.ConfigDict) -> Path:
     if ds.name == "synthetic":
         from data_pipelines import synthetic  # pylint: disable=g-import-not-at-top
 
-        return synthetic.default_root(ds.synthetic_preset, ds.synthetic_seed).with_name(
-            synthetic.default_root(ds.synthetic_preset, ds.synthetic_seed).name + "-tfds")
+        files = synthetic.default_root(ds.synthetic_preset, ds.synthetic_seed)
+        return files.with_name(files.name + "-tfds")
     raise ValueError(f"config.dataset.source='tfds' for {ds.name!r} needs config.dataset.tfds_data_dir")
 
 

@@ -53,7 +53,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.dataset = dict(name=a.dataset, root=a.root, split=a.split, synthetic_preset=a.preset,
                      synthetic_seed=0, on_bad_input="fail", source="files", tfds_data_dir="")
 
-    c.data = dict(num_frames=64, frame_stride=1, resize=(128, 170), crop=112, num_workers=2)
+    # interpolation: "bilinear" as the reference; "area" box-filters shrinks (see data_pipelines/transforms.py).
+    c.data = dict(num_frames=64, frame_stride=1, resize=(128, 170), crop=112, interpolation="bilinear",
+                  num_workers=2)
     c.ssl = dict(strides=(1, 2), variant="spatiotemporal", unlabeled_pool="train")
     c.enhance = dict(method="msr")
 
@@ -92,6 +94,7 @@ def _tiny(c: ml_collections.ConfigDict) -> None:
     c.data.frame_stride = 4
     c.data.resize = (36, 48)
     c.data.crop = 32
+    c.data.interpolation = "area"  # a ~4x shrink: box-filter the sensor noise instead of sampling it
     c.ssl.strides = (2, 4)
     c.model.backbone.depth = 10
     c.model.backbone.variant = "torchvision"
@@ -119,6 +122,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
         ("dataset.name", c.dataset.name, DATASETS),
         ("dataset.on_bad_input", c.dataset.on_bad_input, ("fail", "skip")),
         ("dataset.source", c.dataset.source, ("files", "tfds")),
+        ("data.interpolation", c.data.interpolation, ("bilinear", "area")),
         ("ssl.variant", c.ssl.variant, ("spatiotemporal", "spatial", "temporal")),
         ("ssl.unlabeled_pool", c.ssl.unlabeled_pool, ("train", "train_and_test")),
         ("stage", c.stage, ("teacher", "ssl", "kd")),

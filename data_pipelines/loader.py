@@ -139,6 +139,7 @@ class _LoadClip:
     ssl_variant: str
     resize: tuple[int, int]
     crop: tuple[int, int]
+    interpolation: str
     policy: BadInputPolicy
 
     def __call__(self, stream_index: int, _: Any) -> dict[str, Any]:
@@ -176,14 +177,16 @@ class _LoadClip:
             fast, slow = read_yuv_frames(video, indices, name=clip_id)
             fast_draw = self._draw(rng, train)
             slow_draw = fast_draw if picked[0].same_spatial_draw else self._draw(rng, train)
-            return {"fast": transforms.crop_yuv_to_rgb(fast, fast_draw, self.resize, self.crop),
-                    "slow": transforms.crop_yuv_to_rgb(slow, slow_draw, self.resize, self.crop)}
+            return {"fast": self._crop(fast, fast_draw), "slow": self._crop(slow, slow_draw)}
 
         def indices(length: int):
             return [sampling.clip_indices(length, self.num_frames, self.frame_stride, rng=rng if train else None)]
 
         (frames,) = read_yuv_frames(video, indices, name=clip_id)
-        return {"video": transforms.crop_yuv_to_rgb(frames, self._draw(rng, train), self.resize, self.crop)}
+        return {"video": self._crop(frames, self._draw(rng, train))}
+
+    def _crop(self, frames, draw: transforms.CropDraw) -> np.ndarray:
+        return transforms.crop_yuv_to_rgb(frames, draw, self.resize, self.crop, self.interpolation)
 
     def _draw(self, rng: np.random.Generator, train: bool) -> transforms.CropDraw:
         if train:
@@ -315,6 +318,7 @@ def make_loader(
     ssl_variant: sampling.SslVariant = "spatiotemporal",
     resize: tuple[int, int] = (128, 170),
     crop: int | tuple[int, int] = 112,
+    interpolation: str = "bilinear",
     balanced_classes: int = 4,
     balanced_clips: int = 2,
     seed: int = 0,
@@ -354,6 +358,8 @@ def make_loader(
     resize, crop = _as_pair(resize), _as_pair(crop)
     if crop[0] > resize[0] or crop[1] > resize[1]:
         raise ValueError(f"crop {crop} is larger than the resized frame {resize}")
+    if interpolation not in transforms.INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {transforms.INTERPOLATIONS}, got {interpolation!r}")
 
     if mode == "balanced" and train:
         group = balanced_classes * balanced_clips
@@ -375,7 +381,7 @@ def make_loader(
     plan = _Plan(num_records, global_batch_size, local_batch_size, process_index, batches_per_epoch,
                  train, mode, seed, labels if mode == "balanced" else None, balanced_classes, balanced_clips)
     load = _LoadClip(source, plan, split_info.num_classes, num_frames, frame_stride, tuple(ssl_strides),
-                     ssl_variant, resize, crop, policy)
+                     ssl_variant, resize, crop, interpolation, policy)
     dataset = grain.MapDataset.range(plan.local_epoch_length).repeat(num_epochs).map_with_index(load)
     buffer = max(2, local_batch_size)
     dataset = dataset.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=buffer))

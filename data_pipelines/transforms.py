@@ -6,9 +6,17 @@ crop. Draws live in the coordinates of the frame resized to ``resize``
 (128x170 by default), as in the reference pipeline (resize, crop, resize).
 The loader never builds that resized frame: ``crop_yuv_to_rgb`` maps the box
 back to source pixels and resizes the decoder's YUV planes straight to the
-crop size with OpenCV's bilinear ``INTER_LINEAR``, then converts to RGB, on
-the crop only. ``apply_crop`` does the same draw on RGB arrays. Pixels stay
-uint8 on the host: ``normalize`` runs on device.
+crop size, then converts to RGB, on the crop only. ``apply_crop`` does the
+same draw on RGB arrays. Pixels stay uint8 on the host: ``normalize`` runs
+on device.
+
+Interpolation: ``bilinear`` (OpenCV ``INTER_LINEAR``) is what the reference
+pipeline does, and is right for the paper's sizes (a ~1.1x shrink). ``area``
+box-filters whatever it shrinks (``INTER_AREA``) and stays bilinear where it
+enlarges. It matters for dark clips shrunk a lot (the CPU preset takes 32x32
+crops out of ~128x128 boxes): bilinear reads ~4 of the ~16 source pixels
+behind each output pixel, so the sensor noise passes through at almost full
+strength, where a box filter averages it down ~4x.
 
 
 jax is imported inside the device-side functions only: grain workers import
@@ -30,6 +38,7 @@ from data_pipelines.frame_reader import YuvClip, yuv_to_rgb_matrix
 IG65M_MEAN = (0.43216, 0.394666, 0.37645)
 IG65M_STD = (0.22803, 0.22145, 0.216989)
 MULTI_SCALE_RATIOS = (1.0, 0.875, 0.75, 0.66)
+INTERPOLATIONS = ("bilinear", "area")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,13 +121,14 @@ def source_box(draw: CropDraw, resized_hw: tuple[int, int], source_hw: tuple[int
 
 def crop_yuv_to_rgb(
     clip: YuvClip, draw: CropDraw, resized_hw: tuple[int, int], output_hw: tuple[int, int],
+    interpolation: str = "bilinear",
 ) -> np.ndarray:
     """uint8 RGB (T, *output_hw, 3): the draw applied to every frame of ``clip``.
 
     Crops the box (``source_box``) from each Y, U and V plane, resizes each to
-    ``output_hw`` (cv2 INTER_LINEAR, so chroma is upsampled in the same pass),
-    converts with the clip's YUV matrix and flips. YUV -> RGB is affine, so it
-    commutes with the bilinear resize up to rounding.
+    ``output_hw`` (so chroma is upsampled in the same pass), converts with the
+    clip's YUV matrix and flips. YUV -> RGB is affine, so it commutes with
+    either (linear) resize up to rounding.
     """
     if draw.top + draw.height > resized_hw[0] or draw.left + draw.width > resized_hw[1]:
         raise ValueError(f"crop {draw} does not fit a frame of {resized_hw}")
@@ -126,14 +136,16 @@ def crop_yuv_to_rgb(
     c_top, c_left = top // 2, left // 2
     c_bottom, c_right = -(-(top + height) // 2), -(-(left + width) // 2)
     out_h, out_w = output_hw
+    luma_flag = _cv2_flag(interpolation, (height, width), output_hw)
+    chroma_flag = _cv2_flag(interpolation, (c_bottom - c_top, c_right - c_left), output_hw)
     planes = np.empty((3, len(clip), out_h, out_w), np.uint8)
     for t, row in enumerate(clip.rows):
         cv2.resize(clip.y[row, top:top + height, left:left + width], (out_w, out_h),
-                   dst=planes[0, t], interpolation=cv2.INTER_LINEAR)
+                   dst=planes[0, t], interpolation=luma_flag)
         cv2.resize(clip.u[row, c_top:c_bottom, c_left:c_right], (out_w, out_h),
-                   dst=planes[1, t], interpolation=cv2.INTER_LINEAR)
+                   dst=planes[1, t], interpolation=chroma_flag)
         cv2.resize(clip.v[row, c_top:c_bottom, c_left:c_right], (out_w, out_h),
-                   dst=planes[2, t], interpolation=cv2.INTER_LINEAR)
+                   dst=planes[2, t], interpolation=chroma_flag)
     # One OpenCV call per clip: frames stacked along the rows are one tall image.
     yuv = cv2.merge([p.reshape(-1, out_w) for p in planes])
     rgb = cv2.transform(yuv, yuv_to_rgb_matrix(clip.colorspace, clip.full_range))
@@ -142,11 +154,22 @@ def crop_yuv_to_rgb(
     return rgb.reshape(len(clip), out_h, out_w, 3)
 
 
-def resize_frames(frames: np.ndarray, output_hw: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of uint8 (T, H, W, 3) frames with libswscale (C speed, no float copy)."""
+def _cv2_flag(interpolation: str, source_hw: tuple[int, int], output_hw: tuple[int, int]) -> int:
+    """OpenCV's flag for one plane: INTER_AREA only where ``area`` shrinks both sides."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+    shrinks = source_hw[0] > output_hw[0] and source_hw[1] > output_hw[1]
+    return cv2.INTER_AREA if interpolation == "area" and shrinks else cv2.INTER_LINEAR
+
+
+def resize_frames(frames: np.ndarray, output_hw: tuple[int, int], interpolation: str = "bilinear") -> np.ndarray:
+    """Resize of uint8 (T, H, W, 3) frames (C speed, no float copy); see the module doc for ``interpolation``."""
     if frames.shape[1:3] == tuple(output_hw):
         return frames
+    flag = _cv2_flag(interpolation, frames.shape[1:3], output_hw)
     height, width = output_hw
+    if flag == cv2.INTER_AREA:
+        return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
     reformatter = VideoReformatter()
     return np.stack([
         reformatter.reformat(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24"),
@@ -154,7 +177,8 @@ def resize_frames(frames: np.ndarray, output_hw: tuple[int, int]) -> np.ndarray:
         for f in frames])
 
 
-def apply_crop(draw: CropDraw, output_hw: tuple[int, int], *clips: np.ndarray) -> tuple[np.ndarray, ...]:
+def apply_crop(draw: CropDraw, output_hw: tuple[int, int], *clips: np.ndarray,
+               interpolation: str = "bilinear") -> tuple[np.ndarray, ...]:
     """Applies one draw to every frame of every clip: crop, resize to ``output_hw``, flip."""
     out = []
     for clip in clips:
@@ -163,7 +187,7 @@ def apply_crop(draw: CropDraw, output_hw: tuple[int, int], *clips: np.ndarray) -
         if draw.top + draw.height > clip.shape[1] or draw.left + draw.width > clip.shape[2]:
             raise ValueError(f"crop {draw} does not fit a frame of {clip.shape[1:3]}")
         crop = clip[:, draw.top:draw.top + draw.height, draw.left:draw.left + draw.width]
-        crop = resize_frames(crop, output_hw)
+        crop = resize_frames(crop, output_hw, interpolation)
         if draw.flip:
             crop = crop[:, :, ::-1]
         out.append(np.ascontiguousarray(crop))

@@ -125,3 +125,30 @@ def test_crop_yuv_to_rgb_matches_the_resize_crop_resize_reference():
     assert np.array_equal(a, got)
     with pytest.raises(ValueError, match="does not fit"):
         transforms.crop_yuv_to_rgb(clip, transforms.CropDraw(20, 0, 112, 112), (128, 170), (112, 112))
+
+
+def test_area_interpolation_box_filters_a_large_shrink_and_bilinear_samples_it():
+    # A dark, noisy frame shrunk 4x: the box filter averages 16 pixels per output pixel.
+    rng = np.random.default_rng(7)
+    rgb = np.clip(12 + 4 * rng.standard_normal((2, 128, 172, 3)), 0, 255).round().astype(np.uint8)
+    clip = _yuv_clip(rgb)
+    draw = transforms.CropDraw(0, 0, 36, 36)  # in the 36 x 48 frame: a 128 x 128 source box
+    area = transforms.crop_yuv_to_rgb(clip, draw, (36, 48), (32, 32), "area")
+    bilinear = transforms.crop_yuv_to_rgb(clip, draw, (36, 48), (32, 32), "bilinear")
+    # Independent reference: OpenCV's INTER_AREA on the RGB source box.
+    box = transforms.source_box(draw, (36, 48), (128, 172))
+    ref = np.stack([cv2.resize(f[box[0]:box[0] + box[2], box[1]:box[1] + box[3]], (32, 32),
+                               interpolation=cv2.INTER_AREA) for f in rgb])
+    assert np.abs(area.astype(int) - ref.astype(int)).mean() < 1.5
+    luma = lambda x: x.astype(np.float32) @ np.float32([0.299, 0.587, 0.114])
+    # Luma noise sd ~2.7: bilinear averages ~2x2 pixels (-> ~1.35), the box 4x4 (-> ~0.7, plus rounding).
+    assert luma(area).std() < 0.6 * luma(bilinear).std(), (luma(area).std(), luma(bilinear).std())
+    assert abs(luma(area).mean() - luma(bilinear).mean()) < 1.0  # same exposure, less noise
+    # Enlarging: area falls back to bilinear (INTER_AREA would replicate pixels there).
+    small = transforms.CropDraw(0, 0, 96, 84)
+    assert np.array_equal(transforms.crop_yuv_to_rgb(clip, small, (128, 170), (112, 112), "area"),
+                          transforms.crop_yuv_to_rgb(clip, small, (128, 170), (112, 112), "bilinear"))
+    assert np.array_equal(transforms.apply_crop(draw, (32, 32), rgb[:, :36, :48], interpolation="area")[0],
+                          np.stack([cv2.resize(f[:36, :36], (32, 32), interpolation=cv2.INTER_AREA) for f in rgb]))
+    with pytest.raises(ValueError, match="interpolation"):
+        transforms.crop_yuv_to_rgb(clip, draw, (36, 48), (32, 32), "lanczos")

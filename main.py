@@ -49,7 +49,8 @@ def main(argv):
     if config.stage == "kd" and "prerequisites" in config:
         results = pipeline.run_kd_pipeline(config, workdir)
         if jax.process_index() == 0:
-            print(pipeline.summary_table(results, config.dataset.name), flush=True)
+            print(pipeline.summary_table(results, config.dataset.name,
+                                         pipeline.teacher_title(config.prerequisites.teacher)), flush=True)
     else:
         result = run_stage(config, workdir)
         if jax.process_index() == 0:

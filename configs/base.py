@@ -73,7 +73,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval = dict(batch_size=0, every_epochs=1)
     c.checkpoint = dict(every_steps=500, keep_best=2, async_save=True)
     c.mesh = dict(num_devices=-1, rules=[])
-    c.init = dict(backbone_checkpoint="", student_workdir="")
+    # backbone_checkpoint: a converted IG-65M backbone; backbone_from_teacher: a teacher workdir.
+    c.init = dict(backbone_checkpoint="", backbone_from_teacher="", student_workdir="")
     c.kd = dict(teacher_workdir="")
 
     if a.size == "tiny":

@@ -20,9 +20,12 @@ from configs import base, ssl_student, teacher
 def get_config(arg=None):
     c = base.get_config(arg)
     c.stage = "kd"
-    c.pipeline = dict(train_prerequisites=True, ssl_only_baseline=True)
+    # student_backbone_from_teacher: the SSL student starts from the trained teacher's backbone.
+    c.pipeline = dict(train_prerequisites=True, ssl_only_baseline=True, student_backbone_from_teacher=False)
     if base.size_of(arg) == "tiny":
         c.train.epochs = 4  # each of the SSL-only and the KD students
+        # No IG-65M weights on a CPU demo: the teacher's backbone stands in for them.
+        c.pipeline.student_backbone_from_teacher = True
     t, s = teacher.get_config(arg), ssl_student.get_config(arg)
     for stage in (t, s):
         for shared in ("dataset", "data", "enhance", "mesh"):

@@ -16,7 +16,7 @@ from flax import nnx
 
 from actlumos_jax.models import build_model, inference_parameter_count, load_pretrained_backbone
 from actlumos_jax.train import checkpointing, input_pipeline, optim, parallel, reporting, steps
-from actlumos_jax.train.state import FrozenModel, create_train_state, frozen_from_model
+from actlumos_jax.train.state import FrozenModel, create_train_state, frozen_from_model, model_from_state
 from actlumos_jax.train.tasks import make_task
 from data_pipelines.device_prefetch import device_prefetch
 
@@ -87,11 +87,34 @@ def load_teacher(teacher_workdir: str | Path, num_classes: int) -> tuple[nnx.Gra
     return graphdef, frozen, teacher_config.to_dict()
 
 
-def _initialise(model, config):
+def load_backbone_from_teacher(model: nnx.Module, teacher_workdir: str | Path, num_classes: int) -> None:
+    """Copies a trained teacher's backbone (weights and BatchNorm statistics) into ``model``.
+
+    The CPU demo's stand-in for the IG-65M initialisation the paper gives its
+    students: without it, a from-scratch student does not learn from dark
+    frames alone in the demo's minutes. The two backbones must be the same architecture.
+    """
+    graphdef, frozen, _ = load_teacher(teacher_workdir, num_classes)
+    source = nnx.state(model_from_state(graphdef, frozen).backbone)
+    target = nnx.state(model.backbone)
+    shapes = lambda state: jax.tree.map(lambda x: (x.shape, x.dtype), nnx.to_pure_dict(state))
+    if shapes(source) != shapes(target):
+        raise checkpointing.CheckpointError(
+            f"the teacher backbone in {teacher_workdir} does not fit this model's backbone "
+            f"(config.model.backbone must match the teacher's)")
+    nnx.update(model.backbone, source)
+
+
+def _initialise(model, config, num_classes):
     init = config.init
+    if init.backbone_checkpoint and init.backbone_from_teacher:
+        raise ValueError("set at most one of config.init.backbone_checkpoint and config.init.backbone_from_teacher")
     if init.backbone_checkpoint:
         load_pretrained_backbone(model, init.backbone_checkpoint)
         logging.info("backbone initialised from %s", init.backbone_checkpoint)
+    if init.backbone_from_teacher:
+        load_backbone_from_teacher(model, init.backbone_from_teacher, num_classes)
+        logging.info("backbone initialised from the teacher in %s", init.backbone_from_teacher)
     if init.student_workdir:
         directory = Path(init.student_workdir) / "checkpoints"
         step = checkpointing.chosen_step(directory, None)
@@ -129,7 +152,7 @@ def run_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> StageRe
     if done is not None:
         return StageResult(config.stage, workdir, done["metrics"], n_params)
     model = _model_for_config(config.model, num_classes, task.model_kind, config.seed)
-    _initialise(model, config)
+    _initialise(model, config, num_classes)
 
     teacher_graphdef = teacher_vars = None
     if task.needs_teacher:

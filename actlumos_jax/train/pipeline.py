@@ -31,6 +31,10 @@ def run_kd_pipeline(config: ml_collections.ConfigDict, workdir: str | Path) -> d
             if not config.pipeline.train_prerequisites:
                 raise FileNotFoundError(f"the KD stage needs a finished {name} stage in {stage_dir}")
             _say(f"[pipeline] no finished {name} stage in {stage_dir}: training it first")
+            if name == "ssl" and config.pipeline.student_backbone_from_teacher:
+                _say(f"[pipeline] the SSL student's backbone starts from the teacher's ({teacher_dir})")
+                stage_config = ml_collections.ConfigDict(stage_config.to_dict())
+                stage_config.init.backbone_from_teacher = str(teacher_dir)
         results[name] = run_stage(stage_config, stage_dir)
 
     def student(stage_dir, kd_weight):
@@ -48,9 +52,22 @@ def run_kd_pipeline(config: ml_collections.ConfigDict, workdir: str | Path) -> d
     return results
 
 
-def summary_table(results: dict[str, StageResult], dataset: str) -> str:
+_FUSION_NAMES = {"dff_temporal": ("DFF", "dark + retinex"), "dff_spatiotemporal": ("DFF-ST", "dark + retinex"),
+                 "concat": ("concat", "dark + retinex"), "dark_only": ("one stream", "dark"),
+                 "retinex_only": ("one stream", "retinex")}
+
+
+def teacher_title(teacher_config: ml_collections.ConfigDict) -> str:
+    """What the teacher row really is, e.g. ``Teacher: DFF + SupCon (dark + retinex)``."""
+    fusion, inputs = _FUSION_NAMES[teacher_config.model.fusion]
+    loss = " + SupCon" if teacher_config.loss.supcon_weight > 0 else ", CE only"
+    return f"Teacher: {fusion}{loss} ({inputs})"
+
+
+def summary_table(results: dict[str, StageResult], dataset: str,
+                  teacher: str = "Teacher: DFF + SupCon (dark + retinex)") -> str:
     """The paper's Table 5 layout: model, parameters, top-1 / top-5 on the test split."""
-    rows = [("Teacher: DFF + SupCon (dark + retinex)", "teacher"),
+    rows = [(teacher, "teacher"),
             ("Student: SSL only (dark)", "ssl_only"),
             ("Student: SSL + KD (dark)", "kd")]
     lines = [f"Results on {dataset} (test split)",

@@ -7,6 +7,8 @@ and sampled like the tiny config (8 frames 4 apart, 36 x 48, random 32 x 32
 crop and flip). It reports held-out top-1 overall and on the darkest third of
 the test clips (by the sidecar's mean luma) for each input condition:
   dark    the frames as stored (what the student sees);
+  autogain  the dark frames times one gain per clip that lifts its mean to
+          0.45: is a global exposure correction enough, without retinex?
   msr     multi-scale retinex of the dark frames (the teacher's second stream);
   gamma   DarkLight's gamma 1.8;
   static  msr frames, but every clip is its middle frame repeated: what a
@@ -57,6 +59,9 @@ def condition_inputs(clips: np.ndarray, condition: str) -> np.ndarray:
     """The uint8 clips a condition trains on: enhancement runs once here, not in every step."""
     if condition == "dark":
         return clips
+    if condition == "autogain":
+        gain = 0.45 * 255 / np.maximum(clips.mean(axis=(1, 2, 3, 4), keepdims=True), 1.0)
+        return np.clip(np.round(clips * gain), 0, 255).astype(np.uint8)
     out = []
     for i in range(0, len(clips), 32):
         x = transforms.to_unit_range(jnp.asarray(clips[i:i + 32]), jnp.float32)
@@ -121,7 +126,7 @@ def main():
     parser.add_argument("--split", type=int, default=1)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--conditions", default="dark,msr,gamma,static")
+    parser.add_argument("--conditions", default="dark,autogain,msr,gamma,static")
     args = parser.parse_args()
 
     config = kd_student.get_config("size=tiny")

@@ -33,7 +33,8 @@ def main(argv):
     # Compiled steps are cached across runs and stages of the same shapes.
     jax.config.update("jax_compilation_cache_dir",
                       os.environ.get("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/actlumos_jax/xla")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    # Every compile, however small: a run's eager set-up ops cost ~0.5 s each to compile on a small CPU.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
     from actlumos_jax.train import parallel, pipeline
     from actlumos_jax.train.loop import run_stage

@@ -230,8 +230,9 @@ def test_the_ssl_student_backbone_starts_from_the_teacher(pipeline):
     assert_trees_equal(nnx.to_pure_dict(nnx.state(student.backbone, nnx.BatchStat)),
                        nnx.to_pure_dict(teacher.batch_stats)["backbone"])
     saved.model.backbone.width = 0.25
+    wider = nnx.eval_shape(lambda: loop._model_for_config(saved.model, 11, "student", 7))
     with pytest.raises(checkpointing.CheckpointError, match="does not fit this model's backbone"):
-        loop.load_backbone_from_teacher(loop._model_for_config(saved.model, 11, "student", 7), workdir / "teacher", 11)
+        loop.load_backbone_from_teacher(wider, workdir / "teacher", 11)
 
 
 def test_teacher_checkpoint_of_another_architecture_is_refused(pipeline):
@@ -245,8 +246,9 @@ def test_teacher_checkpoint_of_another_architecture_is_refused(pipeline):
     step = checkpointing.chosen_step(directory, "val_top1")
     saved = ml_collections.ConfigDict(checkpointing.read_json_item(directory, step, "config"))
     saved.model.backbone.width = 0.25  # the checkpoint's teacher is 0.125 wide
+    wider = nnx.eval_shape(lambda: loop._model_for_config(saved.model, 11, "teacher", 0))
     with pytest.raises(checkpointing.CheckpointError, match=r"does not fit this model's architecture"):
-        checkpointing.load_model_variables(directory, step, loop._model_for_config(saved.model, 11, "teacher", 0))
+        checkpointing.load_model_variables(directory, step, wider)
     saved.model.backbone.width = 0.125
     frozen = checkpointing.load_model_variables(directory, step, loop._model_for_config(saved.model, 11, "teacher", 0))
     _, frozen_again, teacher_config = loop.load_teacher(workdir / "teacher", 11)

@@ -14,7 +14,8 @@ def get_config(arg=None):
         # From scratch in ~190 steps, the DFF + SupCon teacher stayed near chance in every run
         # (9-20 % top-1 on the demo), while one retinex stream trained with CE alone reached
         # 25 % (78 % top-5). The demo uses the teacher that learns; size=paper keeps the recipe,
-        # and --config.prerequisites.teacher.model.fusion=dff_temporal restores it here.
+        # and --config.prerequisites.teacher.model.fusion=dff_temporal with
+        # --config.prerequisites.teacher.loss.supcon_weight=0.1 restores it here.
         c.model.fusion = "retinex_only"
         c.loss.supcon_weight = 0.0
     return c

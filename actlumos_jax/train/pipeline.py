@@ -64,9 +64,11 @@ def teacher_title(teacher_config: ml_collections.ConfigDict) -> str:
     return f"Teacher: {fusion}{loss} ({inputs})"
 
 
-def summary_table(results: dict[str, StageResult], dataset: str,
-                  teacher: str = "Teacher: DFF + SupCon (dark + retinex)") -> str:
-    """The paper's Table 5 layout: model, parameters, top-1 / top-5 on the test split."""
+def summary_table(results: dict[str, StageResult], dataset: str, teacher: str) -> str:
+    """The paper's Table 5 layout: model, parameters, top-1 / top-5 on the test split.
+
+    ``teacher`` titles the first row: ``teacher_title`` of the teacher that was trained.
+    """
     rows = [(teacher, "teacher"),
             ("Student: SSL only (dark)", "ssl_only"),
             ("Student: SSL + KD (dark)", "kd")]

@@ -121,12 +121,15 @@ def train_and_eval(condition, config, train, test, *, steps, batch_size, seed):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="demo")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the dataset's generation seed")
     parser.add_argument("--root", default=None, help="dataset directory (default: the synthetic cache)")
     parser.add_argument("--split", type=int, default=1)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--conditions", default="dark,autogain,msr,gamma,static")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="train each condition this many times (model seeds 0..n-1) and report mean and spread: "
+                             "one 200-step run varies by several points")
     args = parser.parse_args()
 
     config = kd_student.get_config("size=tiny")
@@ -138,13 +141,25 @@ def main():
     print(f"tiny student: {root}: {len(train[0])} train / {len(test[0])} test clips of {train[0].shape[1:]}; "
           f"test mean luma {test[2].mean():.3f} (darkest third <= {np.quantile(test[2], 1 / 3):.3f}); "
           f"chance {1 / 11:.3f}", flush=True)
+    summary = []
     for condition in args.conditions.split(","):
-        result = train_and_eval(condition, config, train, test, steps=args.steps, batch_size=args.batch_size,
-                                seed=args.seed)
-        print(json.dumps({k: v for k, v in result.items() if k != "confusion"}), flush=True)
-        print("  confusion (rows true, cols predicted, order", ",".join(synthetic.CLASS_NAMES) + "):")
-        for name, row in zip(synthetic.CLASS_NAMES, result["confusion"]):
+        results = [train_and_eval(condition, config, train, test, steps=args.steps, batch_size=args.batch_size,
+                                  seed=model_seed) for model_seed in range(args.repeats)]
+        for result in results:
+            print(json.dumps({k: v for k, v in result.items() if k != "confusion"}), flush=True)
+        print("  confusion summed over repeats (rows true, cols predicted, order",
+              ",".join(synthetic.CLASS_NAMES) + "):")
+        for name, row in zip(synthetic.CLASS_NAMES, np.sum([r["confusion"] for r in results], axis=0)):
             print(f"  {name:>6} {' '.join(f'{v:2d}' for v in row)}")
+        summary.append((condition, [r["top1"] for r in results], [r["top1_darkest_third"] for r in results]))
+    print(f"\nheld-out top-1 over {args.repeats} model seed(s), mean +- std (min..max); chance {100 / 11:.1f} %")
+    for condition, top1, darkest in summary:
+        print(f"  {condition:>9}: all {_spread(top1)}   darkest third {_spread(darkest)}")
+
+
+def _spread(values) -> str:
+    v = 100 * np.asarray(values)
+    return f"{v.mean():5.1f} +- {v.std():4.1f} ({v.min():.1f}..{v.max():.1f})"
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ EXTRAS_REQUIRE = {
     "convert": ["torch==2.14.1"],
     "test": [
         "pytest==9.2.0",
+        # Two workers, one test file each: the subprocess tests of main.py overlap with the rest.
+        "pytest-xdist==3.8.0",
         "torch==2.14.1",
         "torchvision==0.29.1",
         "scipy>=1.13",

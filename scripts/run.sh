@@ -58,7 +58,7 @@ case "$cmd" in
     ;;
   test)
     ensure_venv "[test]"
-    exec "$VENV/bin/python" -m pytest -q tests "$@"
+    exec "$VENV/bin/python" -m pytest -q --numprocesses="${ACTLUMOS_TEST_WORKERS:-2}" --dist=loadfile tests "$@"
     ;;
   *)
     echo "usage: bash scripts/run.sh {main|test} [args...]" >&2; exit 2

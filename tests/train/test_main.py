@@ -5,72 +5,15 @@ first run of each program shape pays for compilation.
 """
 
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SMALL = [
-    "--config.data.num_frames=8", "--config.data.resize=(36, 48)", "--config.data.crop=32",
-    "--config.data.num_workers=0", "--config.model.backbone.width=0.125", "--config.model.encoder.num_heads=2",
-    "--config.model.projection_dim=8", "--config.model.fusion_hidden=8", "--config.train.batch_size=8",
-    "--config.enhance.method=gamma", "--config.log_every_steps=1",
-]
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    shared = tmp_path_factory.mktemp("shared")
-    env = dict(os.environ, ACTLUMOS_DATA_DIR=str(shared / "data"), JAX_COMPILATION_CACHE_DIR=str(shared / "xla"),
-               JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2", PYTHONUNBUFFERED="1")
-    return env
-
-
-def main_cmd(config: str, workdir: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(ROOT / "main.py"), f"--config={ROOT / 'configs' / config}:preset=tiny",
-            f"--workdir={workdir}", *SMALL, *extra]
-
-
-def run(cmd, env, timeout=600, check=True):
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
-
-
-def saved_steps(workdir: Path) -> list[int]:
-    directory = workdir / "checkpoints"
-    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.is_dir() else []
-
-
-def restored_params(workdir: Path, step: int) -> dict:
-    with ocp.CheckpointManager(workdir / "checkpoints", item_handlers={"state": ocp.PyTreeCheckpointHandler()},
-                               options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
-        meta = manager.item_metadata(step)["state"]
-        args = jax_tree_map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray), meta)
-        state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(restore_args=args)))["state"]
-    return state
-
-
-def jax_tree_map(fn, tree):
-    import jax
-    return jax.tree.map(fn, tree)
-
-
-def assert_trees_equal(a, b):
-    import jax
-    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert len(leaves_a) == len(leaves_b) and leaves_a
-    for x, y in zip(leaves_a, leaves_b):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+from tests.train.main_runs import ROOT, assert_trees_equal, main_cmd, restored_params, run, saved_steps
 
 
 STEPS = ["--config.train.num_steps=10", "--config.checkpoint.every_steps=2", "--config.checkpoint.async_save=False"]
@@ -167,98 +110,3 @@ def test_bad_config_is_rejected_with_a_clear_message(env, tmp_path, flag, messag
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "bad" / "checkpoints").exists()
-
-
-PIPELINE_STEPS = ["--config.train.num_steps=2", "--config.prerequisites.teacher.train.num_steps=2",
-                  "--config.prerequisites.ssl.train.num_steps=2"]
-
-
-@pytest.fixture(scope="module")
-def pipeline(env, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("pipeline")
-    proc = run(main_cmd("kd_student.py", workdir, *PIPELINE_STEPS), env, timeout=1200)
-    return workdir, proc
-
-
-def test_kd_pipeline_trains_missing_prerequisites_and_prints_table_5(pipeline):
-    workdir, proc = pipeline
-    assert "no finished teacher stage" in proc.stdout and "no finished ssl stage" in proc.stdout
-    for stage in ("teacher", "ssl_student", "ssl_only_student", "kd_student"):
-        result = json.loads((workdir / stage / "final_metrics.json").read_text())
-        assert result["steps"] == 2
-    table = proc.stdout[proc.stdout.index("Results on synthetic"):]
-    rows = [line for line in table.splitlines() if line.startswith("| ")][1:]
-    assert [r.split("|")[1].strip() for r in rows] == [
-        "Teacher: one stream, CE only (retinex)", "Student: SSL only (dark)", "Student: SSL + KD (dark)"]
-    for row in rows:
-        params, top1, top5 = (float(x) for x in row.split("|")[2:5])
-        assert params > 0 and 0 <= top1 <= top5 <= 100
-    kd = json.loads((workdir / "kd_student" / "final_metrics.json").read_text())
-    teacher = json.loads((workdir / "teacher" / "final_metrics.json").read_text())
-    # The demo's teacher is one retinex stream: the student's architecture exactly, with no fusion gate.
-    assert kd["parameters"] == teacher["parameters"]
-
-
-def test_kd_refuses_a_teacher_workdir_that_holds_another_stage(pipeline, env, tmp_path):
-    workdir, _ = pipeline
-    proc = run(main_cmd("kd_student.py", tmp_path / "kd", *PIPELINE_STEPS,
-                        f"--config.kd.teacher_workdir={workdir / 'ssl_student'}",
-                        f"--config.init.student_workdir={workdir / 'ssl_student'}"), env, check=False)
-    assert proc.returncode != 0
-    assert "was written by stage 'ssl', not by a teacher" in proc.stderr, proc.stderr[-3000:]
-
-
-def test_the_ssl_student_backbone_starts_from_the_teacher(pipeline):
-    import ml_collections
-    from flax import nnx
-
-    from actlumos_jax.train import checkpointing, loop
-
-    workdir, proc = pipeline
-    assert "the SSL student's backbone starts from the teacher's" in proc.stdout
-    ssl_dir = workdir / "ssl_student" / "checkpoints"
-    saved = ml_collections.ConfigDict(
-        checkpointing.read_json_item(ssl_dir, checkpointing.chosen_step(ssl_dir), "config"))
-    assert saved.init.backbone_from_teacher == str(workdir / "teacher")
-    student = loop._model_for_config(saved.model, 11, "student", 7)
-    _, teacher, _ = loop.load_teacher(workdir / "teacher", 11)
-    before = nnx.to_pure_dict(nnx.state(student.backbone, nnx.Param))
-    loop.load_backbone_from_teacher(student, workdir / "teacher", 11)
-    after = nnx.to_pure_dict(nnx.state(student.backbone, nnx.Param))
-    assert_trees_equal(after, nnx.to_pure_dict(teacher.params)["backbone"])
-    assert not np.allclose(before["stem"]["spatial"]["kernel"], after["stem"]["spatial"]["kernel"])
-    assert_trees_equal(nnx.to_pure_dict(nnx.state(student.backbone, nnx.BatchStat)),
-                       nnx.to_pure_dict(teacher.batch_stats)["backbone"])
-    saved.model.backbone.width = 0.25
-    wider = nnx.eval_shape(lambda: loop._model_for_config(saved.model, 11, "student", 7))
-    with pytest.raises(checkpointing.CheckpointError, match="does not fit this model's backbone"):
-        loop.load_backbone_from_teacher(wider, workdir / "teacher", 11)
-
-
-def test_teacher_checkpoint_of_another_architecture_is_refused(pipeline):
-    import ml_collections
-    from flax import nnx
-
-    from actlumos_jax.train import checkpointing, loop
-
-    workdir, _ = pipeline
-    directory = workdir / "teacher" / "checkpoints"
-    step = checkpointing.chosen_step(directory, "val_top1")
-    saved = ml_collections.ConfigDict(checkpointing.read_json_item(directory, step, "config"))
-    saved.model.backbone.width = 0.25  # the checkpoint's teacher is 0.125 wide
-    wider = nnx.eval_shape(lambda: loop._model_for_config(saved.model, 11, "teacher", 0))
-    with pytest.raises(checkpointing.CheckpointError, match=r"does not fit this model's architecture"):
-        checkpointing.load_model_variables(directory, step, wider)
-    saved.model.backbone.width = 0.125
-    frozen = checkpointing.load_model_variables(directory, step, loop._model_for_config(saved.model, 11, "teacher", 0))
-    _, frozen_again, teacher_config = loop.load_teacher(workdir / "teacher", 11)
-    assert teacher_config["stage"] == "teacher"
-    assert_trees_equal(nnx.to_pure_dict(frozen.params), nnx.to_pure_dict(frozen_again.params))
-
-
-def test_the_teacher_row_names_the_teacher_that_was_trained():
-    from actlumos_jax.train import pipeline
-    from configs import teacher
-
-    assert pipeline.teacher_title(teacher.get_config("size=paper")) == "Teacher: DFF + SupCon (dark + retinex)"
-    assert pipeline.teacher_title(teacher.get_config("size=tiny")) == "Teacher: one stream, CE only (retinex)"

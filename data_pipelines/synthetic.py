@@ -16,11 +16,14 @@ Presets (H x W, frames @ 30 fps, actors x takes per class):
 Generation is deterministic per (preset, seed): each clip's randomness derives
 from (seed, clip index) only, so parallel workers give the same bytes.
 
-How hard it is (``bench/synthetic_learnability.py``, demo preset, the demo's
-own tiny student trained from scratch for 200 steps of 16 clips): retinex
-input learns the actions, the dark frames alone barely do. Versions 1-5 drew
-smaller, lower-contrast figures that the tiny model could not learn in a
-demo's budget even from bright frames.
+How hard it is (``python -m bench.synthetic_learnability``, v6 demo preset,
+split 1, the demo's own tiny student trained from scratch, chance 9.1 %):
+multi-scale retinex input reaches 19.2 +- 4.7 % top-1 after 200 steps of 16
+clips (3 model seeds); the dark frames stay at chance, 10.1 +- 1.9 % after 200
+steps and 11.0 +- 0.4 % after 600 (2 seeds), while their training loss falls from 2.4 to 1.6:
+from dark frames the tiny model memorises the training clips instead of the
+actions. Versions 1-5 drew smaller, lower-contrast figures that the tiny model
+could not learn in a demo's budget even from bright frames.
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ How hard it is (``python -m bench.synthetic_learnability``, v6 demo preset,
 split 1, the demo's own tiny student trained from scratch, chance 9.1 %):
 multi-scale retinex input reaches 19.2 +- 4.7 % top-1 after 200 steps of 16
 clips (3 model seeds); the dark frames stay at chance, 10.1 +- 1.9 % after 200
-steps and 11.0 +- 0.4 % after 600 (2 seeds), while their training loss falls from 2.4 to 1.6:
-from dark frames the tiny model memorises the training clips instead of the
-actions. Versions 1-5 drew smaller, lower-contrast figures that the tiny model
+steps and 11.0 +- 0.4 % after 600 (2 seeds) while the training loss falls from
+2.4 to 1.6: from dark frames the tiny model memorises the training clips
+instead of learning the actions. Versions 1-5 drew smaller, lower-contrast figures that the tiny model
 could not learn in a demo's budget even from bright frames.
 """
 

@@ -143,10 +143,11 @@ def main():
           f"chance {1 / 11:.3f}", flush=True)
     summary = []
     for condition in args.conditions.split(","):
-        results = [train_and_eval(condition, config, train, test, steps=args.steps, batch_size=args.batch_size,
-                                  seed=model_seed) for model_seed in range(args.repeats)]
-        for result in results:
-            print(json.dumps({k: v for k, v in result.items() if k != "confusion"}), flush=True)
+        results = []
+        for model_seed in range(args.repeats):
+            results.append(train_and_eval(condition, config, train, test, steps=args.steps,
+                                          batch_size=args.batch_size, seed=model_seed))
+            print(json.dumps({k: v for k, v in results[-1].items() if k != "confusion"}), flush=True)
         print("  confusion summed over repeats (rows true, cols predicted, order",
               ",".join(synthetic.CLASS_NAMES) + "):")
         for name, row in zip(synthetic.CLASS_NAMES, np.sum([r["confusion"] for r in results], axis=0)):

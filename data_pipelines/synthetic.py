@@ -23,8 +23,8 @@ clips (3 model seeds) and 42.4 % after 600 (2 seeds; 37.5 % on the darkest
 third). The dark frames stay at chance: 10.1 +- 1.9 % after 200 steps and
 11.0 +- 0.4 % after 600, while the training loss falls from 2.4 to 1.6, so the
 tiny model memorises the training clips instead of learning the actions. One
-gain per clip (mean lifted to 0.45) does no better (12.1 % after 600 steps):
-what retinex adds is the per-frame, local removal of the illumination.
+gain per clip (mean lifted to 0.45) does no better (12.1 % after 600 steps),
+so what retinex gives the model is more than a global exposure correction.
 Versions 1-5 drew smaller, lower-contrast figures that the tiny model
 could not learn in a demo's budget even from bright frames.
 """

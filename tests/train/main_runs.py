@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -33,25 +34,18 @@ def saved_steps(workdir: Path) -> list[int]:
     return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.is_dir() else []
 
 
-def restored_params(workdir: Path, step: int) -> dict:
+def restored_state(workdir: Path, step: int) -> dict:
+    """The train state saved at ``step``, as NumPy arrays."""
     with ocp.CheckpointManager(workdir / "checkpoints", item_handlers={"state": ocp.PyTreeCheckpointHandler()},
                                options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
         meta = manager.item_metadata(step)["state"]
-        args = jax_tree_map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray), meta)
+        args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray), meta)
         state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(restore_args=args)))["state"]
     return state
 
 
-def jax_tree_map(fn, tree):
-    import jax
-    return jax.tree.map(fn, tree)
-
-
 def assert_trees_equal(a, b):
-    import jax
     leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
     assert len(leaves_a) == len(leaves_b) and leaves_a
     for x, y in zip(leaves_a, leaves_b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-
-

@@ -10,10 +10,11 @@ import socket
 import subprocess
 import time
 
+import jax
 import numpy as np
 import pytest
 
-from tests.train.main_runs import ROOT, assert_trees_equal, main_cmd, restored_params, run, saved_steps
+from tests.train.main_runs import ROOT, assert_trees_equal, main_cmd, restored_state, run, saved_steps
 
 
 STEPS = ["--config.train.num_steps=10", "--config.checkpoint.every_steps=2", "--config.checkpoint.async_save=False"]
@@ -35,8 +36,9 @@ def test_killed_run_resumes_to_the_same_parameters(env, tmp_path):
 
     out = run(main_cmd("ssl_student.py", resumed, *STEPS), env)
     assert (resumed / "final_metrics.json").is_file()
-    assert_trees_equal(restored_params(reference, 10)["params"], restored_params(resumed, 10)["params"])
-    assert_trees_equal(restored_params(reference, 10)["opt_state"], restored_params(resumed, 10)["opt_state"])
+    expected, got = restored_state(reference, 10), restored_state(resumed, 10)
+    assert_trees_equal(expected["params"], got["params"])
+    assert_trees_equal(expected["opt_state"], got["opt_state"])
     # The metrics log shows the resumed run starting after the kill, not from 0.
     train_steps = [r["step"] for r in map(json.loads, (resumed / "metrics.jsonl").read_text().splitlines())
                    if r["kind"] == "train"]
@@ -71,8 +73,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(env, tmp_path)
     assert "loss is nan" in proc.stderr or "loss is inf" in proc.stderr, proc.stderr[-3000:]
     steps = saved_steps(workdir)
     assert steps, "no good checkpoint was kept"
-    state = restored_params(workdir, max(steps))
-    import jax
+    state = restored_state(workdir, max(steps))
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state["params"]))
     assert not (workdir / "final_metrics.json").exists()
 

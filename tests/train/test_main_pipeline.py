@@ -2,9 +2,13 @@
 
 import json
 
+import ml_collections
 import numpy as np
 import pytest
+from flax import nnx
 
+from actlumos_jax.train import checkpointing, loop, pipeline as kd_pipeline
+from configs import teacher as teacher_configs
 from tests.train.main_runs import assert_trees_equal, main_cmd, run
 
 
@@ -48,11 +52,6 @@ def test_kd_refuses_a_teacher_workdir_that_holds_another_stage(pipeline, env, tm
 
 
 def test_the_ssl_student_backbone_starts_from_the_teacher(pipeline):
-    import ml_collections
-    from flax import nnx
-
-    from actlumos_jax.train import checkpointing, loop
-
     workdir, proc = pipeline
     assert "the SSL student's backbone starts from the teacher's" in proc.stdout
     ssl_dir = workdir / "ssl_student" / "checkpoints"
@@ -75,11 +74,6 @@ def test_the_ssl_student_backbone_starts_from_the_teacher(pipeline):
 
 
 def test_teacher_checkpoint_of_another_architecture_is_refused(pipeline):
-    import ml_collections
-    from flax import nnx
-
-    from actlumos_jax.train import checkpointing, loop
-
     workdir, _ = pipeline
     directory = workdir / "teacher" / "checkpoints"
     step = checkpointing.chosen_step(directory, "val_top1")
@@ -96,8 +90,5 @@ def test_teacher_checkpoint_of_another_architecture_is_refused(pipeline):
 
 
 def test_the_teacher_row_names_the_teacher_that_was_trained():
-    from actlumos_jax.train import pipeline
-    from configs import teacher
-
-    assert pipeline.teacher_title(teacher.get_config("size=paper")) == "Teacher: DFF + SupCon (dark + retinex)"
-    assert pipeline.teacher_title(teacher.get_config("size=tiny")) == "Teacher: one stream, CE only (retinex)"
+    assert kd_pipeline.teacher_title(teacher_configs.get_config("size=paper")) == "Teacher: DFF + SupCon (dark + retinex)"
+    assert kd_pipeline.teacher_title(teacher_configs.get_config("size=tiny")) == "Teacher: one stream, CE only (retinex)"

@@ -43,16 +43,18 @@ from data_pipelines.video_io import decode_video
 
 
 def load(root, subset: str, split: int, num_frames: int, stride: int, size: tuple[int, int]):
-    """(N, T, H, W, 3) uint8 centred clips resized to ``size``, labels, clip mean lumas."""
+    """(N, T, H, W, 3) uint8 centred clips resized to ``size``, labels, clip mean lumas, lighting event types."""
     _, records = read_arid10(root, split=split, subset=subset, dataset_name="synthetic")
-    clips, labels, lumas = [], [], []
+    clips, labels, lumas, events = [], [], [], []
     for r in records:
         frames = decode_video(r.path)
         frames = frames[clip_indices(len(frames), num_frames, stride)]
         clips.append(np.stack([cv2.resize(f, size[::-1], interpolation=cv2.INTER_AREA) for f in frames]))
         labels.append(r.label)
-        lumas.append(json.loads((root / r.clip_id).with_suffix(".json").read_text())["mean_luma"])
-    return np.stack(clips), np.array(labels), np.array(lumas)
+        sidecar = json.loads((root / r.clip_id).with_suffix(".json").read_text())
+        lumas.append(sidecar["mean_luma"])
+        events.append(sidecar["illumination"]["type"])
+    return np.stack(clips), np.array(labels), np.array(lumas), np.array(events)
 
 
 def condition_inputs(clips: np.ndarray, condition: str) -> np.ndarray:
@@ -75,7 +77,7 @@ def condition_inputs(clips: np.ndarray, condition: str) -> np.ndarray:
 
 def train_and_eval(condition, config, train, test, *, steps, batch_size, seed):
     """Trains with the library's own train step (the KD task with kd_weight 0: CE only)."""
-    (x_train, y_train, _), (x_test, y_test, luma_test) = train, test
+    (x_train, y_train, _, _), (x_test, y_test, luma_test, event_test) = train, test
     x_train, x_test = condition_inputs(x_train, condition), condition_inputs(x_test, condition)
     task = make_task(config)
     model = build_model(config.model, 11, kind="student", rngs=nnx.Rngs(seed, dropout=seed + 1, mask=seed + 2))
@@ -114,7 +116,11 @@ def train_and_eval(condition, config, train, test, *, steps, batch_size, seed):
     correct = pred == y_test
     confusion = np.zeros((11, 11), int)
     np.add.at(confusion, (y_test, pred), 1)
-    return {"condition": condition, "top1": float(correct.mean()), "top1_darkest_third": float(correct[darkest].mean()),
+    steady = event_test == "steady"
+    return {"condition": condition, "model_seed": seed, "top1": float(correct.mean()),
+            "top1_darkest_third": float(correct[darkest].mean()),
+            "top1_steady_light": float(correct[steady].mean()) if steady.any() else None,
+            "top1_lighting_event": float(correct[~steady].mean()) if (~steady).any() else None,
             "train_seconds": round(time.time() - start, 1), "confusion": confusion.tolist()}
 
 
@@ -127,9 +133,10 @@ def main():
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--conditions", default="dark,autogain,msr,gamma,static")
+    parser.add_argument("--first_model_seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=1,
-                        help="train each condition this many times (model seeds 0..n-1) and report mean and spread: "
-                             "one 200-step run varies by several points")
+                        help="train each condition this many times (model seeds first..first+n-1) and report mean "
+                             "and spread: one 200-step run varies by several points")
     args = parser.parse_args()
 
     config = kd_student.get_config("size=tiny")
@@ -144,7 +151,7 @@ def main():
     summary = []
     for condition in args.conditions.split(","):
         results = []
-        for model_seed in range(args.repeats):
+        for model_seed in range(args.first_model_seed, args.first_model_seed + args.repeats):
             results.append(train_and_eval(condition, config, train, test, steps=args.steps,
                                           batch_size=args.batch_size, seed=model_seed))
             print(json.dumps({k: v for k, v in results[-1].items() if k != "confusion"}), flush=True)
@@ -152,13 +159,17 @@ def main():
               ",".join(synthetic.CLASS_NAMES) + "):")
         for name, row in zip(synthetic.CLASS_NAMES, np.sum([r["confusion"] for r in results], axis=0)):
             print(f"  {name:>6} {' '.join(f'{v:2d}' for v in row)}")
-        summary.append((condition, [r["top1"] for r in results], [r["top1_darkest_third"] for r in results]))
+        summary.append((condition, *([r[k] for r in results] for k in
+                                     ("top1", "top1_darkest_third", "top1_steady_light", "top1_lighting_event"))))
     print(f"\nheld-out top-1 over {args.repeats} model seed(s), mean +- std (min..max); chance {100 / 11:.1f} %")
-    for condition, top1, darkest in summary:
-        print(f"  {condition:>9}: all {_spread(top1)}   darkest third {_spread(darkest)}")
+    for condition, top1, darkest, steady, event in summary:
+        print(f"  {condition:>9}: all {_spread(top1)}   darkest third {_spread(darkest)}   "
+              f"steady light {_spread(steady)}   lighting event {_spread(event)}")
 
 
 def _spread(values) -> str:
+    if None in values:
+        return "n/a"
     v = 100 * np.asarray(values)
     return f"{v.mean():5.1f} +- {v.std():4.1f} ({v.min():.1f}..{v.max():.1f})"
 

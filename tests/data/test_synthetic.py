@@ -72,7 +72,7 @@ def test_layout_and_splits_are_aridlike_and_by_actor(tiny):
 
 def test_clips_are_dark_with_time_varying_light(tiny):
     root, _ = tiny
-    ratios, types = [], set()
+    ratios, types = {}, set()
     for path in sorted(root.glob("*/*.mp4")):
         frames = decode_video(path)
         assert frames.shape == (24, 64, 86, 3)
@@ -81,9 +81,12 @@ def test_clips_are_dark_with_time_varying_light(tiny):
         meta = json.loads(path.with_suffix(".json").read_text())
         # The sidecar is measured before H.264; the codec moves the mean a little only.
         np.testing.assert_allclose(meta["mean_luma_per_frame"], per_frame, atol=0.01)
-        ratios.append(per_frame.max() / per_frame.min())
-        types.add(meta["illumination"]["type"])
-    assert np.mean(np.array(ratios) > 2.0) >= 0.6, sorted(ratios)
+        kind = meta["illumination"]["type"]
+        ratios.setdefault(kind == "steady", []).append(per_frame.max() / per_frame.min())
+        types.add(kind)
+    # Some segments much darker than others in every clip with an event, none in a steady one.
+    assert min(ratios[False]) > 1.5 and np.median(ratios[False]) > 2.0, sorted(ratios[False])
+    assert max(ratios[True]) < 1.3, sorted(ratios[True])
     assert len(types) >= 3
 
 
@@ -96,7 +99,7 @@ def test_illumination_events_darken_some_segments():
     assert set(seen) == {"steady", "dimming", "flicker", "sweep", "switch"}
     assert max(seen["steady"]) < 1.2
     for kind in ("dimming", "flicker", "switch", "sweep"):
-        assert min(seen[kind]) > 1.8, (kind, seen[kind])
+        assert min(seen[kind]) > 1.7, (kind, seen[kind])
 
 
 def test_srgb_quantisation_matches_the_oetf():

@@ -13,9 +13,9 @@ def get_config(arg=None):
         c.eval.every_epochs = 2
         # From scratch in ~190 steps, the DFF + SupCon teacher stayed near chance in every run
         # (9-20 % top-1 on v6 of the demo dataset; not re-tried on v7), while one retinex stream
-        # trained with CE alone reached 25 % (78 % top-5) on both. The demo uses the teacher that learns; size=paper keeps the recipe,
-        # and --config.prerequisites.teacher.model.fusion=dff_temporal with
-        # --config.prerequisites.teacher.loss.supcon_weight=0.1 restores it here.
+        # trained with CE alone reached 25 % (78 % top-5) on both. The demo uses the teacher that
+        # learns; size=paper keeps the recipe, and --config.prerequisites.teacher.model.fusion=
+        # dff_temporal with --config.prerequisites.teacher.loss.supcon_weight=0.1 restores it here.
         c.model.fusion = "retinex_only"
         c.loss.supcon_weight = 0.0
     return c

@@ -12,7 +12,7 @@ from torch import nn
 from torchvision.models.video import r2plus1d_18
 from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D, R2Plus1dStem, VideoResNet
 
-from actlumos_jax.models.r2plus1d import R2Plus1D, R2Plus1DSpec, block_midplanes, midplanes, parameter_count
+from actlumos_jax.models.r2plus1d import AxisFactoredConv, R2Plus1D, R2Plus1DSpec, block_midplanes, midplanes, parameter_count
 
 
 def abstract(spec):
@@ -137,3 +137,30 @@ def test_bad_inputs():
         R2Plus1DSpec(variant="caffe2")
     with pytest.raises(ValueError, match="without a classifier head"):
         model(jnp.zeros((1, 8, 32, 32, 3)))
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [
+    ((1, 3, 3), (1, 2, 2), (0, 1, 1)),  # a block's spatial conv, downsampling
+    ((1, 7, 7), (1, 2, 2), (0, 3, 3)),  # the stem
+    ((3, 1, 1), (2, 1, 1), (1, 0, 0)),  # a block's temporal conv, downsampling
+    ((3, 1, 1), (1, 1, 1), (1, 0, 0)),
+    ((1, 1, 1), (2, 2, 2), (0, 0, 0)),  # the shortcut projection
+    ((3, 3, 3), (1, 2, 2), (1, 1, 1)),  # not factorable: falls back to the 3-D convolution
+])
+def test_axis_factored_conv_equals_the_3d_convolution(kernel, stride, padding):
+    args = dict(kernel_size=kernel, strides=stride, padding=tuple((p, p) for p in padding), use_bias=False)
+    factored = AxisFactoredConv(3, 5, **args, rngs=nnx.Rngs(0))
+    direct = nnx.Conv(3, 5, **args, rngs=nnx.Rngs(1))
+    direct.kernel[...] = factored.kernel[...]
+    x = jax.random.normal(jax.random.key(2), (2, 5, 9, 11, 3))  # odd sizes: stride-2 edges matter
+
+    def loss(module, x):
+        return jnp.sum(jnp.sin(module(x)))
+
+    y_factored, y_direct = factored(x), direct(x)
+    assert y_factored.shape == y_direct.shape
+    assert jnp.allclose(y_factored, y_direct, atol=1e-5)
+    g_factored = nnx.grad(loss, argnums=(0, 1))(factored, x)
+    g_direct = nnx.grad(loss, argnums=(0, 1))(direct, x)
+    assert jnp.allclose(g_factored[0].kernel[...], g_direct[0].kernel[...], atol=1e-4)
+    assert jnp.allclose(g_factored[1], g_direct[1], atol=1e-5)

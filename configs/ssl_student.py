@@ -7,5 +7,6 @@ def get_config(arg=None):
     c = base.get_config(arg)
     c.stage = "ssl"
     if base.size_of(arg) == "tiny":
-        c.train.epochs = 2
+        c.train.epochs = 6
+        c.eval.every_epochs = 6
     return c

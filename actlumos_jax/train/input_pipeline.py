@@ -95,6 +95,8 @@ def make_eval_loader(config: ml_collections.ConfigDict, data: StageData):
     mode = "ssl" if config.stage == "ssl" else "supervised"
     kwargs = _loader_kwargs(config)
     kwargs["global_batch_size"] = config.eval.batch_size or config.train.batch_size
+    if config.eval.num_workers >= 0:
+        kwargs["num_workers"] = config.eval.num_workers
     return loader.make_loader(data.test, data.info, train=False, mode=mode, num_epochs=1, **kwargs)
 
 

@@ -105,6 +105,7 @@ def test_two_processes_train_and_checkpoint(env, tmp_path):
     ("--config.no_such_key=1", "no_such_key"),
     ("--config.train.batch_size=eight", "batch_size"),
     ("--config.dataset.on_bad_input=ignore", "on_bad_input must be one of"),
+    ("--config.eval.num_workers=-2", "eval.num_workers must be -1"),
 ])
 def test_bad_config_is_rejected_with_a_clear_message(env, tmp_path, flag, message):
     proc = run(main_cmd("teacher.py", tmp_path / "bad", flag), env, check=False, timeout=120)

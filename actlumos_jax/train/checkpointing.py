@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,15 @@ class StageCheckpointer:
                  keep_best: int = 1, async_save: bool = True):
         self.directory = Path(directory).absolute()
         self.best_metric = best_metric
+        if best_mode not in ("max", "min"):
+            raise ValueError(f"best_mode must be 'max' or 'min', got {best_mode!r}")
+        # Checkpoints saved between evaluations have no metric. After a restart orbax reads
+        # their (empty) metrics item back, so they rank last instead of raising KeyError.
+        unranked = -math.inf if best_mode == "max" else math.inf
         best = policies.BestN(
-            get_metric_fn=lambda metrics: metrics[best_metric],
-            reverse=(best_mode == "max"), n=keep_best, keep_checkpoints_without_metrics=False,
+            get_metric_fn=lambda metrics: float(metrics.get(best_metric, unranked)),
+            # BestN sorts with sorted(reverse=...) and keeps the tail: ascending keeps the largest.
+            reverse=(best_mode == "min"), n=keep_best, keep_checkpoints_without_metrics=False,
         )
         options = ocp.CheckpointManagerOptions(
             enable_async_checkpointing=async_save,
@@ -62,9 +69,6 @@ class StageCheckpointer:
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
-
-    def best_step(self) -> int | None:
-        return self.manager.best_step()
 
     def restore(self, step: int, abstract_state: TrainState, data_iterator: Any) -> TrainState:
         items = {"state": ocp.args.StandardRestore(abstract_state)}

@@ -12,7 +12,8 @@ from torch import nn
 from torchvision.models.video import r2plus1d_18
 from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D, R2Plus1dStem, VideoResNet
 
-from actlumos_jax.models.r2plus1d import AxisFactoredConv, R2Plus1D, R2Plus1DSpec, block_midplanes, midplanes, parameter_count
+from actlumos_jax.models.r2plus1d import (AxisFactoredConv, R2Plus1D, R2Plus1DSpec, block_midplanes, midplanes,
+                                         parameter_count)
 
 
 def abstract(spec):

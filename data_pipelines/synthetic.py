@@ -32,9 +32,8 @@ the 600-step dark runs gave 25.8 and 15.2 %. In v6 (events 3-12x darker,
 90 % of clips with one) the same model memorised its dark training clips and
 stayed at chance on held-out ones (11.0 +- 0.4 % after 600 steps) while
 retinex reached 42.4 %; with steady light on every clip, dark frames reached
-31.8 %. Versions 1-5 drew smaller,
-lower-contrast figures that the tiny model could not learn in a demo's budget
-even from bright frames.
+31.8 %. Versions 1-5 drew smaller, lower-contrast figures that the tiny model
+could not learn in a demo's budget even from bright frames.
 """
 
 from __future__ import annotations

@@ -13,8 +13,14 @@ Presets (H x W, frames @ 30 fps, actors x takes per class):
   demo  128 x 170, 32 frames, 12 x 3 ->  396 clips (the CPU demo)
   full  240 x 320, 96 frames, 24 x 14 -> 3696 clips (ARID V1.0 scale)
 
-Generation is deterministic per (preset, seed): each clip's randomness derives
-from (seed, clip index) only, so parallel workers give the same bytes.
+Generation is deterministic per (preset, seed) on one machine, whatever the
+worker count: each clip's randomness derives from (seed, clip index) only, and
+x264 encodes on one thread (`video_io.encode_video`). Across CPU kinds the
+rendered frames may still differ in the last code value, where NumPy's
+float32 exp/log/sin take other SIMD paths.
+
+v8 is v7's frames, encoded single-threaded: multi-threaded x264 gave other
+bytes on every call (decoded pixels up to 12 levels apart).
 
 How hard it is (``python -m bench.synthetic_learnability``, v7 demo preset,
 split 1, the demo's own tiny student trained from scratch with batches of 16,
@@ -57,7 +63,7 @@ from data_pipelines.bad_input import DatasetError
 from data_pipelines.synthetic_scene import CLASS_NAMES, make_actor, render_reflectance
 from data_pipelines.video_io import write_video
 
-VERSION = 7
+VERSION = 8
 NUM_SPLITS = 3
 MANIFEST = "manifest.json"
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec.601 luma of the stored RGB.

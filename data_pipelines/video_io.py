@@ -122,7 +122,11 @@ def encode_video(frames: np.ndarray, *, fps: int = 30, codec: str = "libx264", c
         if codec == "libx264":
             # Dark clips live in the lowest code values; a visually lossless
             # CRF keeps their noise and quantisation, which are the point.
-            stream.options = {"crf": str(crf), "preset": "veryfast"}
+            # x264 on one thread, without its lookahead (rc-lookahead, mb-tree): with either, the same
+            # frames gave other bytes on most calls (decoded up to 12 levels apart), even on one
+            # thread. Dataset generation parallelises over clips instead.
+            stream.options = {"crf": str(crf), "preset": "veryfast",
+                              "x264-params": "threads=1:lookahead-threads=1:sync-lookahead=0:rc-lookahead=0:no-mbtree=1"}
         for image in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         container.mux(stream.encode(None))

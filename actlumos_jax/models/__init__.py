@@ -2,6 +2,7 @@
 
 from actlumos_jax.models.actlumos import (
     FUSIONS,
+    STREAM_NORMS,
     Student,
     StudentOutput,
     Teacher,
@@ -16,7 +17,7 @@ from actlumos_jax.models.fusion import ConcatFusion, SingleStream, Spatiotempora
 from actlumos_jax.models.r2plus1d import R2Plus1D, R2Plus1DSpec, parameter_count
 
 __all__ = [
-    "FUSIONS", "R2Plus1D", "R2Plus1DSpec", "parameter_count",
+    "FUSIONS", "STREAM_NORMS", "R2Plus1D", "R2Plus1DSpec", "parameter_count",
     "TemporalEncoder", "ReferenceLayerNorm",
     "TemporalDFF", "SpatiotemporalDFF", "ConcatFusion", "SingleStream",
     "Teacher", "TeacherOutput", "Student", "StudentOutput",

@@ -23,6 +23,8 @@ from actlumos_jax.models.fusion import ConcatFusion, SingleStream, Spatiotempora
 from actlumos_jax.models.r2plus1d import R2Plus1D, R2Plus1DSpec, parameter_count
 
 FUSIONS = ("dff_temporal", "dff_spatiotemporal", "concat", "dark_only", "retinex_only")
+# How the teacher's two streams meet the shared backbone's BatchNorm (see `Teacher`).
+STREAM_NORMS = ("joint", "per_stream", "separate")
 KINDS = ("teacher", "student")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # The backbone halves time three times (layers 2-4), so T' = num_frames / 8.
@@ -80,13 +82,46 @@ def _make_fusion(fusion: str, dim: int, hidden: int | None, dtype: Any, rngs: nn
     raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
 
 
+def _share_params(source: nnx.Module, target: nnx.Module) -> None:
+    """Makes each ``nnx.Param`` of ``target`` the very Variable of ``source`` at the same path.
+
+    The two modules then hold one set of weights (split, merge, optimisers and
+    parameter counts see it once) and keep their other state, here BatchNorm's
+    running statistics, apart.
+    """
+    shared = {path: value for path, value in nnx.iter_graph(source) if isinstance(value, nnx.Param)}
+    for path, node in list(nnx.iter_graph(target)):
+        if isinstance(node, nnx.Module):
+            for name, value in list(vars(node).items()):
+                if isinstance(value, nnx.Param):
+                    setattr(node, name, shared[(*path, name)])
+
+
+def copy_batch_stats(source: nnx.Module, target: nnx.Module) -> None:
+    """Overwrites ``target``'s BatchNorm statistics with ``source``'s (same architecture)."""
+    nnx.update(target, nnx.state(source, nnx.BatchStat))
+
+
 class Teacher(nnx.Module):
     """Dual-stream teacher: dark and retinex clips through ONE shared backbone, fused, encoded.
 
-    The two streams are two separate backbone calls, so in training each
-    stream's BatchNorm uses its own batch statistics (as the reference's two
-    forward calls do). The single-stream ablations run only their stream; the
-    other input may be None and its embedding is None.
+    ``stream_norm`` says how the streams meet the backbone's BatchNorm:
+      joint       one backbone call on the 2N clips [dark; retinex]: training
+                  normalises both streams with the statistics of the pair, and
+                  the running averages estimate exactly those, so evaluation
+                  computes what training did.
+      per_stream  shared weights, but each stream keeps its own running
+                  statistics (``retinex_backbone`` holds the retinex ones; its
+                  Params are ``backbone``'s): each stream is normalised with its
+                  own statistics in training and in evaluation.
+      separate    two calls through one backbone with one set of running
+                  statistics. Training normalises each stream with its own batch
+                  statistics, but both calls update the same averages, so
+                  evaluation normalises both streams with a blend of the two
+                  (about half and half at torch momentum 0.1, about 90 %
+                  retinex at IG-65M's 0.9). Kept as the control that shows it.
+    The single-stream ablations run only their stream; the other input may be
+    None and its embedding is None.
     """
 
     def __init__(
@@ -98,27 +133,48 @@ class Teacher(nnx.Module):
         *,
         fusion_hidden: int | None = None,
         head_dropout: float = 0.8,
+        stream_norm: str = "joint",
         dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        if stream_norm not in STREAM_NORMS:
+            raise ValueError(f"stream_norm must be one of {STREAM_NORMS}, got {stream_norm!r}")
         dim = backbone.feature_dim
         self.fusion_name = fusion
+        self.stream_norm = stream_norm
         self.backbone = _backbone(backbone, dtype, rngs)
+        two_streams = fusion not in ("dark_only", "retinex_only")
+        if stream_norm == "per_stream" and two_streams:
+            self.retinex_backbone = _backbone(backbone, dtype, rngs)
+            _share_params(self.backbone, self.retinex_backbone)
+        else:
+            self.retinex_backbone = None
         self.fusion = _make_fusion(fusion, dim, fusion_hidden, dtype, rngs)
         self.encoder = _encoder(dim, encoder_kwargs, dtype, rngs)
         self.head_dropout = nnx.Dropout(head_dropout, rngs=rngs)
         self.head = _head(dim, num_classes, dtype, rngs)
 
-    def __call__(self, dark: jax.Array | None, retinex: jax.Array | None) -> TeacherOutput:
+    def stream_maps(self, dark: jax.Array | None, retinex: jax.Array | None):
+        """The backbone maps (N, T', H', W', C) of the streams this teacher uses (None for the other)."""
         use_dark = self.fusion_name != "retinex_only"
         use_retinex = self.fusion_name != "dark_only"
         for name, clip, used in (("dark", dark, use_dark), ("retinex", retinex, use_retinex)):
             if used and clip is None:
                 raise ValueError(f"Teacher(fusion={self.fusion_name!r}) needs the {name} clip, got None")
-        map_dark = self.backbone.features(dark) if use_dark else None
-        map_ret = self.backbone.features(retinex) if use_retinex else None
+        if not (use_dark and use_retinex):
+            return (self.backbone.features(dark), None) if use_dark else (None, self.backbone.features(retinex))
+        if dark.shape != retinex.shape:
+            raise ValueError(f"the dark and retinex clips differ in shape: {dark.shape} vs {retinex.shape}")
+        if self.stream_norm == "joint":
+            both = self.backbone.features(jnp.concatenate([dark, retinex]))
+            return both[: dark.shape[0]], both[dark.shape[0]:]
+        retinex_backbone = self.retinex_backbone if self.stream_norm == "per_stream" else self.backbone
+        return self.backbone.features(dark), retinex_backbone.features(retinex)
+
+    def __call__(self, dark: jax.Array | None, retinex: jax.Array | None) -> TeacherOutput:
+        map_dark, map_ret = self.stream_maps(dark, retinex)
         if self.fusion_name == "dff_spatiotemporal":
             fused_map, weights = self.fusion(map_dark, map_ret)
             tokens = tokens_from_map(fused_map)
@@ -195,6 +251,7 @@ def default_model_config() -> ml_collections.ConfigDict:
     ))
     config.fusion = "dff_temporal"
     config.fusion_hidden = 128
+    config.stream_norm = "joint"
     config.head_dropout = 0.8
     config.projection_dim = 128
     config.dtype = "float32"
@@ -229,7 +286,8 @@ def build_model(model_config: ml_collections.ConfigDict, num_classes: int, *, ki
     if kind == "teacher":
         return Teacher(spec, model_config.fusion, num_classes, encoder_kwargs,
                        fusion_hidden=model_config.fusion_hidden, head_dropout=model_config.head_dropout,
-                       dtype=dtype, rngs=rngs)
+                       # Teachers saved before the choice existed were trained with two calls.
+                       stream_norm=model_config.get("stream_norm", "separate"), dtype=dtype, rngs=rngs)
     return Student(spec, num_classes, encoder_kwargs, head_dropout=model_config.head_dropout,
                    projection_dim=model_config.projection_dim, dtype=dtype, rngs=rngs)
 
@@ -242,3 +300,5 @@ def load_pretrained_backbone(model: Teacher | Student, checkpoint_dir: str) -> N
     if not isinstance(getattr(model, "backbone", None), R2Plus1D):
         raise ValueError(f"{type(model).__name__} has no R2Plus1D .backbone to load into")
     load_backbone(model.backbone, checkpoint_dir, load_head=False)
+    if getattr(model, "retinex_backbone", None) is not None:  # per-stream statistics start from the same ones
+        copy_batch_stats(model.backbone, model.retinex_backbone)

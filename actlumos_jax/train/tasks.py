@@ -60,15 +60,20 @@ def _accuracy(logits, labels, mask) -> jax.Array:
     return losses.topk_correct(logits, labels, 1, mask=mask) / jnp.maximum(mask.sum(), 1)
 
 
+def teacher_streams(video_uint8: jax.Array, config: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
+    """Dark and retinex inputs of the teacher, normalised, from the same uint8 crop."""
+    dtype = jnp.dtype(config.model.dtype)
+    dark01 = _to_unit(video_uint8, dtype)
+    retinex01 = enhance.enhance(dark01, **config.enhance.to_dict())
+    return _standardize(dark01, dtype), _standardize(retinex01, dtype)
+
+
 def make_task(config: ml_collections.ConfigDict) -> Task:
     stage, loss_cfg = config.stage, config.loss
     dtype = jnp.dtype(config.model.dtype)
 
     def streams(batch: Batch):
-        """Dark and retinex inputs of the teacher, normalised, from the same crop."""
-        dark01 = _to_unit(batch["video"], dtype)
-        retinex01 = enhance.enhance(dark01, **config.enhance.to_dict())
-        return _standardize(dark01, dtype), _standardize(retinex01, dtype)
+        return teacher_streams(batch["video"], config)
 
     def teacher_logits(model, batch, _):
         return model(*streams(batch)).logits

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from actlumos_jax.models.actlumos import copy_batch_stats
 from actlumos_jax.models import (
     FUSIONS, R2Plus1D, R2Plus1DSpec, Student, Teacher, build_model, default_model_config,
     inference_parameter_count, load_pretrained_backbone, parameter_count,
@@ -98,8 +99,11 @@ def test_student_shapes_and_error_on_wrong_frame_count():
         jax.eval_shape(student, jax.ShapeDtypeStruct((N, 8, SIZE, SIZE, 3), jnp.float32))
 
 
-def test_teacher_streams_share_one_backbone():
-    teacher = build()
+@pytest.mark.parametrize("stream_norm", ["joint", "per_stream", "separate"])
+def test_teacher_streams_share_one_backbone(stream_norm):
+    teacher = build(stream_norm=stream_norm)
+    if stream_norm == "per_stream":  # the same statistics for both streams, so swapping them is symmetric
+        copy_batch_stats(teacher.backbone, teacher.retinex_backbone)
     teacher.eval()
     # One backbone's parameters, not two.
     expected = sum(parameter_count(m) for m in (teacher.backbone, teacher.fusion, teacher.encoder, teacher.head))
@@ -113,21 +117,65 @@ def test_teacher_streams_share_one_backbone():
     assert not np.allclose(np.linalg.norm(pooled, axis=-1), 1.0)
 
 
-def test_train_mode_normalises_each_stream_with_its_own_batch_statistics():
-    teacher = build()
+def _embeddings(teacher, dark, retinex, train: bool):
+    out = teacher.train() if train else teacher.eval()
+    del out
+    result = teacher(dark, retinex)
+    return np.asarray(result.embed_dark), np.asarray(result.embed_retinex)
+
+
+@pytest.mark.parametrize("stream_norm", ["joint", "per_stream", "separate"])
+def test_train_mode_statistics_of_each_stream_norm(stream_norm):
+    teacher = build(stream_norm=stream_norm)
     twin = nnx.clone(teacher)
-    teacher.train()
     twin.train()
     before = np.asarray(teacher.backbone.stem.spatial_bn.mean[...])
-    out = teacher(DARK, RETINEX)
+    dark, ret = _embeddings(teacher, DARK, RETINEX, train=True)
     assert np.abs(np.asarray(teacher.backbone.stem.spatial_bn.mean[...]) - before).max() > 0
-    # Two separate backbone calls: the dark embedding is what the dark batch alone gives.
     alone = np.asarray(twin.backbone.features(DARK)).mean(axis=(1, 2, 3))
-    np.testing.assert_allclose(out.embed_dark, alone, rtol=1e-5, atol=1e-6)
-    # With a joint batch the retinex clip would move the dark embedding's statistics.
-    other = teacher(DARK, clip(7))
-    np.testing.assert_allclose(other.embed_dark, alone, rtol=1e-5, atol=1e-6)
-    assert np.abs(np.asarray(other.embed_retinex - out.embed_retinex)).max() > 1e-3
+    pair = np.asarray(twin.backbone.features(jnp.concatenate([DARK, RETINEX]))).mean(axis=(1, 2, 3))
+    # Two calls: the dark embedding is what the dark batch alone gives, whatever the retinex clip;
+    # one joint call: it is the dark half of the pair's, and another retinex clip moves it.
+    want = pair[:N] if stream_norm == "joint" else alone
+    np.testing.assert_allclose(dark, want, rtol=1e-5, atol=1e-6)
+    other_dark, other_ret = _embeddings(teacher, DARK, clip(7), train=True)
+    moved = np.abs(other_dark - dark).max()
+    assert moved > 1e-3 if stream_norm == "joint" else moved < 1e-5
+    assert np.abs(other_ret - ret).max() > 1e-3
+    if stream_norm == "per_stream":  # the dark statistics are not touched by the retinex call
+        assert teacher.retinex_backbone.stem.spatial.kernel is teacher.backbone.stem.spatial.kernel
+        assert parameter_count(teacher) == parameter_count(build(stream_norm="joint"))
+
+
+@pytest.mark.parametrize("stream_norm", ["joint", "per_stream", "separate"])
+def test_evaluation_mode_computes_what_training_did(stream_norm):
+    # Train-mode calls on one fixed pair of batches until BatchNorm's running averages settle
+    # (IG-65M momentum: the running value keeps 10 % of itself per update, 0.1^12 ~ 1e-12).
+    # Evaluation on the same clips must then give the embeddings training gave: only the
+    # separate form, whose two calls blend one set of averages, does not.
+    teacher = build(stream_norm=stream_norm)
+    teacher.train()
+    graphdef, state = nnx.split(teacher)
+
+    @jax.jit
+    def settle(state):
+        model = nnx.merge(graphdef, state, copy=True)
+        model(DARK, RETINEX)
+        return nnx.state(model)
+
+    for _ in range(12):
+        state = settle(state)
+    teacher = nnx.merge(graphdef, state)
+    train_dark, train_ret = _embeddings(teacher, DARK, RETINEX, train=True)
+    eval_dark, eval_ret = _embeddings(teacher, DARK, RETINEX, train=False)
+    # Relative to the embeddings' scale: float32 batch moments of O(1) activations settle to a
+    # few ulps (~1e-7), and 10 BatchNorm layers compound that to well under 1e-4.
+    scale = np.abs(np.concatenate([train_dark, train_ret])).max()
+    error = max(np.abs(eval_dark - train_dark).max(), np.abs(eval_ret - train_ret).max()) / scale
+    if stream_norm == "separate":
+        assert error > 0.05, f"the blended statistics should have shown, relative error {error:.2e}"
+    else:
+        assert error < 1e-4, f"evaluation differs from training by {error:.2e} of the embedding scale"
 
 
 def test_single_stream_teachers_ignore_the_other_stream():
@@ -245,6 +293,8 @@ def test_default_config_and_errors():
         build(num_frames=12)
     with pytest.raises(ValueError, match="teacher"):
         build("ensemble")
+    with pytest.raises(ValueError, match="stream_norm.*joint"):
+        build(stream_norm="mixed")
     with pytest.raises(ValueError, match="num_classes=None"):
         Student(R2Plus1DSpec(10, width=0.125, num_classes=3), K, rngs=nnx.Rngs(0))
     assert isinstance(build("student"), Student) and isinstance(build(), Teacher)
@@ -262,6 +312,12 @@ def test_load_pretrained_backbone(tmp_path):
     for (path, w), (path2, g) in zip(jax.tree.leaves_with_path(want), jax.tree.leaves_with_path(got)):
         assert path == path2
         np.testing.assert_array_equal(w, g)
+    # A per-stream teacher starts both streams' statistics from the checkpoint's.
+    teacher = build(stream_norm="per_stream")
+    load_pretrained_backbone(teacher, tmp_path / "ckpt")
+    for backbone in (teacher.backbone, teacher.retinex_backbone):
+        for w, g in zip(jax.tree.leaves(nnx.state(source, nnx.BatchStat)), jax.tree.leaves(nnx.state(backbone, nnx.BatchStat))):
+            np.testing.assert_array_equal(w, g)
     wide = nnx.eval_shape(lambda: build("student", backbone=dict(depth=10, variant="ig65m", width=0.25)))
     with pytest.raises(CheckpointError, match="width"):
         load_pretrained_backbone(wide, tmp_path / "ckpt")

@@ -12,7 +12,7 @@ wrongly typed values are rejected by ml_collections, bad choices by `validate`.
 
 import ml_collections
 
-from actlumos_jax.models import default_model_config
+from actlumos_jax.models import FUSIONS, STREAM_NORMS, default_model_config
 
 DATASETS = ("synthetic", "arid10", "arid15", "dark48")
 SIZES = ("tiny", "paper")
@@ -131,6 +131,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
         ("ssl.variant", c.ssl.variant, ("spatiotemporal", "spatial", "temporal")),
         ("ssl.unlabeled_pool", c.ssl.unlabeled_pool, ("train", "train_and_test")),
         ("stage", c.stage, ("teacher", "ssl", "kd")),
+        ("model.fusion", c.model.fusion, FUSIONS),
+        ("model.stream_norm", c.model.stream_norm, STREAM_NORMS),
     ]
     for name, value, choices in checks:
         if value not in choices:

@@ -71,10 +71,12 @@ def _model_for_config(model_cfg, num_classes, kind, seed):
 
 
 def load_teacher(teacher_workdir: str | Path, num_classes: int) -> tuple[nnx.GraphDef, FrozenModel, dict]:
-    """The frozen KD teacher: its own config comes from its checkpoint, and its
-    variables must fit that architecture (CheckpointError otherwise)."""
+    """The frozen KD teacher: its final checkpoint, its own config from that
+    checkpoint, and variables that must fit that architecture (CheckpointError
+    otherwise). The final step, not the best by validation top-1: that metric
+    is measured on the test split, which must select nothing."""
     directory = Path(teacher_workdir) / "checkpoints"
-    step = checkpointing.chosen_step(directory, "val_top1", "max")
+    step = checkpointing.chosen_step(directory, None)
     if step is None:
         raise checkpointing.CheckpointError(f"no teacher checkpoint under {directory}")
     teacher_config = ml_collections.ConfigDict(checkpointing.read_json_item(directory, step, "config"))

@@ -59,3 +59,11 @@ def test_tfds_source_needs_a_data_dir_for_real_datasets():
     c.dataset.source = "parquet"
     with pytest.raises(ValueError, match="dataset.source"):
         base.validate(c)
+
+
+@pytest.mark.parametrize("field, value", [("fusion", "attention"), ("stream_norm", "mixed")])
+def test_model_choices_are_validated_before_anything_is_built(field, value):
+    c = base.get_config("")
+    c.model[field] = value
+    with pytest.raises(ValueError, match=f"config.model.{field} must be one of"):
+        base.validate(c)

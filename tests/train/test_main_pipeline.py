@@ -39,8 +39,12 @@ def test_kd_pipeline_trains_missing_prerequisites_and_prints_table_5(pipeline):
     kd = json.loads((workdir / "kd_student" / "final_metrics.json").read_text())
     teacher = json.loads((workdir / "teacher" / "final_metrics.json").read_text())
     # The paper's teacher is the student's architecture plus the DFF gate: Linear(2C -> hidden) and
-    # Linear(hidden -> 2) on C = 64 channels (width 1/8) with main_runs.SMALL's hidden = 8.
-    assert teacher["parameters"] - kd["parameters"] == (2 * 64 * 8 + 8) + (8 * 2 + 2)
+    # Linear(hidden -> 2) on C = 64 channels (width 1/8), hidden as the teacher was built.
+    directory = workdir / "teacher" / "checkpoints"
+    saved = checkpointing.read_json_item(directory, checkpointing.chosen_step(directory), "config")
+    assert saved["model"]["fusion"] == "dff_temporal" and saved["loss"]["supcon_weight"] == 0.1
+    hidden = saved["model"]["fusion_hidden"]
+    assert teacher["parameters"] - kd["parameters"] == (2 * 64 * hidden + hidden) + (hidden * 2 + 2)
 
 
 def test_kd_refuses_a_teacher_workdir_that_holds_another_stage(pipeline, env, tmp_path):

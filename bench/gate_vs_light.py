@@ -15,7 +15,9 @@ weight w_t with the mean luma of the frames behind step t:
 
   python -m bench.gate_vs_light TEACHER_WORKDIR --out bench/results/gate_vs_light
 
-writes gate_vs_light.png (the gate over time beside the light curve for a few
+trains the demo's DFF teacher into TEACHER_WORKDIR first when it holds no
+finished teacher (on 32 frames 1 apart: 4 latent steps, where the demo's 8
+frames give one per clip; ~10 min on a 2-core CPU), then writes gate_vs_light.png (the gate over time beside the light curve for a few
 test clips, and the scatter over all segments) and gate_vs_light.json.
 """
 
@@ -128,6 +130,8 @@ def main():
     parser.add_argument("workdir", help="a finished DFF teacher stage directory")
     parser.add_argument("--out", default="bench/results/gate_vs_light")
     parser.add_argument("--clips", type=int, default=6)
+    parser.add_argument("--frames", type=int, default=32, help="clip length of a teacher trained here")
+    parser.add_argument("--seed", type=int, default=0, help="seed of a teacher trained here")
     args = parser.parse_args()
 
     import ml_collections  # pylint: disable=g-import-not-at-top
@@ -136,6 +140,13 @@ def main():
     from actlumos_jax.train import checkpointing, input_pipeline, loop  # pylint: disable=g-import-not-at-top
     from bench.teacher_ablation import clips_of, make_forward, predict  # pylint: disable=g-import-not-at-top
 
+    if loop.stage_finished(args.workdir) is None:
+        from configs import teacher  # pylint: disable=g-import-not-at-top
+
+        config = teacher.get_config("size=tiny")
+        config.data.num_frames, config.data.frame_stride, config.seed = args.frames, 1, args.seed
+        print(f"no finished teacher in {args.workdir}: training one ({args.frames} frames, seed {args.seed})")
+        loop.run_stage(config, args.workdir)
     directory = Path(args.workdir) / "checkpoints"
     step = checkpointing.chosen_step(directory, None)
     if step is None:

@@ -69,6 +69,7 @@ def supcon(
 
 def info_nce(
     z_fast: jax.Array, z_slow: jax.Array, temperature: float = 0.1, symmetric: bool = False,
+    mask: jax.Array | None = None,
 ) -> jax.Array:
     """Two-view InfoNCE of the student's SSL stage, paper eq. (7).
 
@@ -76,22 +77,27 @@ def info_nce(
     of every other clip (z_q^f, z_q^s, q != i), so it holds every vector of the
     2B except the anchor itself. p(u, v) = exp(cos(u, v) / temperature); the
     result is the mean over clips. ``symmetric`` averages this with the same loss
-    anchored on the slow views.
+    anchored on the slow views. With ``mask``, invalid (padded) clips are neither
+    anchors nor negatives: the result equals the loss of the valid clips alone.
     """
     _check_batch("info_nce z_fast", z_fast, 2)
     batch = z_fast.shape[0]
     _check_batch("info_nce z_slow", z_slow, 2, batch)
     if z_slow.shape != z_fast.shape:
         raise ValueError(f"info_nce: z_fast {z_fast.shape} and z_slow {z_slow.shape} differ")
+    valid = _valid(mask, batch)
     fast, slow = _l2_normalize(z_fast), _l2_normalize(z_slow)
     views = jnp.concatenate([fast, slow], axis=0)  # (2B, D): fast views, then slow views
     eye = jnp.eye(batch, dtype=bool)
+    invalid_views = jnp.concatenate([valid, valid])[None, :] == 0
 
     def anchored(anchors, self_cols, positive_cols):
         logits = anchors @ views.T / temperature  # (B, 2B)
-        logits = jnp.where(self_cols, -jnp.inf, logits)
+        # An invalid clip's views leave every denominator; each anchor keeps its own positive,
+        # so a padded anchor's row stays finite (then weighted 0) and no NaN reaches a gradient.
+        logits = jnp.where(self_cols | (invalid_views & ~positive_cols), -jnp.inf, logits)
         positive = jnp.sum(jnp.where(positive_cols, logits, 0.0), axis=1)
-        return jnp.mean(jax.nn.logsumexp(logits, axis=1) - positive)
+        return _masked_mean(jax.nn.logsumexp(logits, axis=1) - positive, valid)
 
     no_cols = jnp.zeros_like(eye)
     loss = anchored(fast, jnp.concatenate([eye, no_cols], 1), jnp.concatenate([no_cols, eye], 1))

@@ -151,6 +151,23 @@ def test_info_nce_matches_eq7_loop(symmetric):
     assert float(got) == pytest.approx(want, rel=1e-5, abs=2e-6)
 
 
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_info_nce_mask_equals_dropping_the_clips(symmetric):
+    # The SSL validation loss of a padded last batch: the padded clips must count for nothing.
+    rng = np.random.default_rng(8)
+    z_fast = rng.normal(size=(6, 16)).astype(np.float32)
+    z_slow = (z_fast + 3.0 * rng.normal(size=(6, 16))).astype(np.float32)
+    mask = np.array([True, False, True, True, False, True])
+    fn = lambda a, b, m: losses.info_nce(a, b, 0.1, symmetric=symmetric, mask=m)
+    got = fn(jnp.asarray(z_fast), jnp.asarray(z_slow), jnp.asarray(mask))
+    want = info_nce_reference(z_fast[mask], z_slow[mask], 0.1, symmetric)
+    assert float(got) == pytest.approx(want, rel=1e-5, abs=2e-6)
+    assert abs(info_nce_reference(z_fast, z_slow, 0.1, symmetric) - want) > 1e-3
+    grads = jax.grad(fn, argnums=(0, 1))(jnp.asarray(z_fast), jnp.asarray(z_slow), jnp.asarray(mask))
+    for g in grads:
+        assert np.all(np.isfinite(np.asarray(g))) and np.all(np.asarray(g)[~mask] == 0)
+
+
 def test_info_nce_gradient_is_finite():
     rng = np.random.default_rng(5)
     z = jnp.asarray(rng.normal(size=(4, 8)), jnp.float32)

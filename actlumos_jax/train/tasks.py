@@ -106,7 +106,7 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
             slow = model(_standardize(_to_unit(batch["slow"], dtype), dtype))
             nce = losses.info_nce(
                 fast.projection, slow.projection, temperature=loss_cfg.info_nce_temperature,
-                symmetric=loss_cfg.info_nce_symmetric,
+                symmetric=loss_cfg.info_nce_symmetric, mask=_valid(batch),
             )
             return nce, {"info_nce": nce}
 

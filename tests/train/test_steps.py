@@ -96,6 +96,28 @@ def test_eval_step_counts_only_valid_samples():
     assert 0 <= out["top1_correct"] <= out["top5_correct"] <= 5
 
 
+def test_ssl_validation_loss_ignores_padded_clips():
+    # The eval loader pads its last batch with zero clips marked mask=False; the SSL validation
+    # loss (which picks the best SSL checkpoint) must be the loss of the real clips alone.
+    mesh = parallel.make_mesh(1)
+    state, _, evaluate, _, data = _setup("ssl", mesh)
+    batch = random_batch("ssl")
+    padded = {k: v.copy() for k, v in batch.items()}
+    padded["mask"][5:] = False
+    for key in ("fast", "slow"):
+        padded[key][5:] = 0
+    other = {k: v.copy() for k, v in padded.items()}
+    for key in ("fast", "slow"):  # other padding content: the same result
+        other[key][5:] = 37
+    out, again = (jax.device_get(evaluate(state, _global(b, data), None)) for b in (padded, other))
+    assert out["count"] == 5
+    # Eval mode (running statistics): each clip's projection depends on that clip alone, so the
+    # two sums differ only by float32 rounding of O(1) values.
+    np.testing.assert_allclose(out["loss_sum"], again["loss_sum"], rtol=1e-5)
+    full = jax.device_get(evaluate(state, _global(batch, data), None))
+    assert abs(full["loss_sum"] / full["count"] - out["loss_sum"] / out["count"]) > 1e-3
+
+
 def test_gradient_accumulation_matches_one_big_batch():
     """optax.MultiSteps over two half batches == one step on the full batch (no BatchNorm in the loss path)."""
     config = tiny_config("kd", **{"optim.grad_accum_steps": 2, "optim.schedule": "constant"})

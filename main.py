@@ -8,6 +8,7 @@ per host; under SLURM it is detected, elsewhere pass --coordinator_address,
 """
 
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -44,7 +45,8 @@ def main(argv):
     base.validate(config)
     for stage_config in (config.get("prerequisites") or {}).values():
         base.validate(stage_config)
-    workdir = _WORKDIR.value or f"workdirs/{config.dataset.name}"
+    workdir = _WORKDIR.value or f"workdirs/{config.dataset.name}-{config.size}"
+    _warn_if_paper_size_from_scratch(config)
     logging.info("%d devices on %d processes; workdir %s", jax.device_count(), jax.process_count(), workdir)
 
     if config.stage == "kd" and "prerequisites" in config:
@@ -56,6 +58,18 @@ def main(argv):
         result = run_stage(config, workdir)
         if jax.process_index() == 0:
             print(f"{result.stage}: {result.metrics}", flush=True)
+
+
+def _warn_if_paper_size_from_scratch(config) -> None:
+    stages = [config, *(config.get("prerequisites") or {}).values()]
+    if config.size != "paper" or any(s.init.backbone_checkpoint for s in stages):
+        return
+    message = ("size=paper without IG-65M weights: the backbone trains FROM SCRATCH, which the paper's "
+               "recipe (AdamW 1e-5, 50 epochs) is not made for. Convert the weights with actlumos-convert and "
+               "pass --config.init.backbone_checkpoint=DIR (for the KD pipeline: "
+               "--config.prerequisites.teacher.init.backbone_checkpoint=DIR).")
+    logging.warning(message)
+    print(f"WARNING: {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,20 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
             raise ValueError(f"config arg {item!r} is not key=value (in {arg!r})")
         if key not in defaults:
             raise ValueError(f"unknown config arg {key!r}; known: {sorted(defaults)}")
-        parsed[key] = type(defaults[key])(value)
+        parsed[key] = _typed(key, value, defaults[key])
     return ml_collections.ConfigDict(parsed)
+
+
+def _typed(key: str, value: str, default):
+    if isinstance(default, bool):  # bool("False") would be True
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"config arg {key}={value!r} is not a boolean (true/false)")
+        return value.lower() in ("true", "1")
+    try:
+        return type(default)(value)
+    except ValueError:
+        kind = {int: "an integer", float: "a number"}.get(type(default), type(default).__name__)
+        raise ValueError(f"config arg {key}={value!r} is not {kind}") from None
 
 
 def size_of(arg: str | None) -> str:
@@ -43,7 +55,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if a.size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}, got {a.size!r}")
     c = ml_collections.ConfigDict()
-    c.arg = arg or ""
+    c.size = a.size  # tiny | paper: names the default workdir, and paper without IG-65M weights is warned of
     c.stage = "teacher"
     c.seed = 0
     c.log_every_steps = 10

@@ -67,3 +67,28 @@ def test_model_choices_are_validated_before_anything_is_built(field, value):
     c.model[field] = value
     with pytest.raises(ValueError, match=f"config.model.{field} must be one of"):
         base.validate(c)
+
+
+def test_parse_arg_types_booleans_and_names_a_bad_value():
+    parsed = base.parse_arg("flag=False,count=3", flag=True, count=0)
+    assert parsed.flag is False and parsed.count == 3
+    assert base.parse_arg("flag=true", flag=False).flag is True
+    with pytest.raises(ValueError, match="flag='maybe' is not a boolean"):
+        base.parse_arg("flag=maybe", flag=True)
+    with pytest.raises(ValueError, match="split='two' is not an integer"):
+        base.get_config("split=two")
+
+
+def test_paper_size_without_weights_warns_and_names_the_workdir(capsys):
+    import main
+
+    from configs import kd_student
+
+    paper = kd_student.get_config("size=paper")
+    assert paper.size == "paper" and base.get_config("").size == "tiny"
+    main._warn_if_paper_size_from_scratch(paper)
+    assert "FROM SCRATCH" in capsys.readouterr().err
+    paper.prerequisites.teacher.init.backbone_checkpoint = "/ckpt/r2plus1d_34_ig65m"
+    main._warn_if_paper_size_from_scratch(paper)
+    main._warn_if_paper_size_from_scratch(kd_student.get_config("size=tiny"))
+    assert capsys.readouterr().err == ""

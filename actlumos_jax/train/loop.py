@@ -140,7 +140,7 @@ def run_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> StageRe
     """Trains one stage to completion in ``workdir``, resuming if it holds a checkpoint."""
     workdir = Path(workdir)
     done = stage_finished(workdir)
-    task = make_task(config)
+    task = make_task(config)  # rebuilt below with the KD teacher's saved config once it is loaded
     mesh = parallel.make_mesh(config.mesh.num_devices)
     batch_shard, repl = parallel.batch_sharding(mesh), parallel.replicated(mesh)
     if config.train.batch_size % mesh.shape[parallel.DATA_AXIS]:
@@ -158,8 +158,9 @@ def run_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> StageRe
 
     teacher_graphdef = teacher_vars = None
     if task.needs_teacher:
-        teacher_graphdef, teacher_vars, _ = load_teacher(config.kd.teacher_workdir, num_classes)
+        teacher_graphdef, teacher_vars, teacher_config = load_teacher(config.kd.teacher_workdir, num_classes)
         teacher_vars = parallel.place(teacher_vars, repl)
+        task = make_task(config, ml_collections.ConfigDict(teacher_config))
 
     train_loader = input_pipeline.make_train_loader(config, data)
     steps_per_epoch = train_loader.steps_per_epoch

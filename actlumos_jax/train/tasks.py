@@ -68,9 +68,12 @@ def teacher_streams(video_uint8: jax.Array, config: ml_collections.ConfigDict) -
     return _standardize(dark01, dtype), _standardize(retinex01, dtype)
 
 
-def make_task(config: ml_collections.ConfigDict) -> Task:
+def make_task(config: ml_collections.ConfigDict, teacher_config: ml_collections.ConfigDict | None = None) -> Task:
+    """``teacher_config``: the KD teacher's own saved config; its inputs are prepared (enhanced,
+    cast) as the teacher was trained, whatever this stage's ``enhance`` says."""
     stage, loss_cfg = config.stage, config.loss
     dtype = jnp.dtype(config.model.dtype)
+    teacher_input_config = teacher_config if teacher_config is not None else config
 
     def streams(batch: Batch):
         return teacher_streams(batch["video"], config)
@@ -120,7 +123,8 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
             metrics = {"ce": ce, "accuracy": _accuracy(out.logits, labels, mask)}
             loss = loss_cfg.ce_weight * ce
             if teacher is not None:
-                teacher_out = jax.lax.stop_gradient(teacher(*streams(batch)).logits)
+                teacher_in = teacher_streams(batch["video"], teacher_input_config)
+                teacher_out = jax.lax.stop_gradient(teacher(*teacher_in).logits)
                 kd = losses.distillation(out.logits, teacher_out, temperature=loss_cfg.kd_temperature, mask=mask)
                 metrics["kd"] = kd
                 loss = loss + loss_cfg.kd_weight * kd

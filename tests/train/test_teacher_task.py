@@ -38,3 +38,27 @@ def test_supcon_pairs_each_clips_dark_and_retinex_views_under_its_label():
                                 np.concatenate([mask, mask]))
     assert min(abs(shuffled - want), abs(unpaired - want)) > 1e-3 * abs(want)
     assert 0 < float(metrics["gate_retinex"]) < 1
+
+
+def test_kd_prepares_the_teachers_input_with_the_teachers_own_enhancement():
+    student_config = tiny_config("kd")
+    student_config.enhance.method = "gamma"
+    teacher_config = tiny_config("teacher")
+    teacher_config.enhance.method = "msr"  # what the teacher was trained on
+    seen = []
+
+    class RecordingTeacher:
+        def __call__(self, dark, retinex):
+            seen.append(np.asarray(retinex))
+            return type("Out", (), {"logits": jnp.zeros((dark.shape[0], 11))})()
+
+    student = build_model(student_config.model, 11, kind="student", rngs=nnx.Rngs(0, dropout=1, mask=2))
+    student.train()
+    batch = {k: jnp.asarray(v) for k, v in random_batch("kd").items()}
+    make_task(student_config, teacher_config).loss(student, batch, RecordingTeacher())
+    make_task(student_config).loss(student, batch, RecordingTeacher())
+    msr = np.asarray(teacher_streams(batch["video"], teacher_config)[1])
+    gamma = np.asarray(teacher_streams(batch["video"], student_config)[1])
+    assert np.abs(msr - gamma).max() > 0.1  # the two enhancements are told apart
+    np.testing.assert_array_equal(seen[0], msr)
+    np.testing.assert_array_equal(seen[1], gamma)  # without a teacher config: this stage's own

@@ -9,7 +9,9 @@ stage's final_metrics.json. A finished seed is not rerun.
 Standard errors of a difference between two rows: over seeds,
 sqrt(s_a^2 / n + s_b^2 / n); over test clips, the binomial error of two
 independent classifiers at the rows' accuracies, sqrt(p_a q_a / N + p_b q_b / N),
-which overstates the error of a paired comparison on the same clips.
+which overstates the error of a paired comparison on the same clips; and paired
+by seed (both students of one seed share its teacher and SSL start), the std of
+the per-seed differences over sqrt(n).
 """
 
 from __future__ import annotations
@@ -76,8 +78,10 @@ def main():
     se_seed = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
     pa, pb = a.mean() / 100, b.mean() / 100
     se_clip = 100 * np.sqrt((pa * (1 - pa) + pb * (1 - pb)) / clips)
-    lines.append(f"SSL+KD minus SSL-only: {a.mean() - b.mean():+.1f} points; SE over seeds {se_seed:.1f}, "
-                 f"over test clips (unpaired bound) {se_clip:.1f}.")
+    se_paired = (a - b).std(ddof=1) / np.sqrt(len(a))
+    lines.append(f"SSL+KD minus SSL-only: {a.mean() - b.mean():+.1f} points (per seed "
+                 f"{', '.join(f'{d:+.1f}' for d in a - b)}); SE over seeds {se_seed:.1f}, paired by seed "
+                 f"{se_paired:.1f}, over test clips (unpaired bound) {se_clip:.1f}.")
     if walls:
         lines.append(f"Wall time per run: {', '.join(f'{w / 60:.1f}' for w in walls)} min.")
     table = "\n".join(lines)

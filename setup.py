@@ -23,6 +23,8 @@ INSTALL_REQUIRES = [
     "tensorboardX==2.6.5",
     # Crop-resize and YUV->RGB of decoded frames: the host pipeline's hot loop.
     "opencv-python-headless==5.0.0.93",
+    # The figures: bench/gate_vs_light.py, bench/teacher_table.py.
+    "matplotlib==3.11.2",
 ]
 
 EXTRAS_REQUIRE = {

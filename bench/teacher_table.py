@@ -2,7 +2,7 @@
 
 Reads the runs of ``bench/teacher_ablation.py`` (OUT/runs.jsonl), re-scores every
 run's final checkpoint on the test clips one by one (cached in OUT/per_clip.json)
-and writes OUT/table.md and OUT/table.png.
+and writes OUT/table.md and OUT/table.png (``--name`` for others, ``--rows`` to choose the rows).
 
 A difference d between the reference R and a row A (means over seeds of test
 top-1) has two sources of error, added in quadrature:
@@ -50,6 +50,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench/results/teacher_ablation")
     parser.add_argument("--reference", default="dff_temporal:joint")
+    parser.add_argument("--rows", default="", help="comma-separated run names to tabulate (default: those without a tag)")
+    parser.add_argument("--name", default="table", help="stem of the .md and .png written")
     args = parser.parse_args()
     out = Path(args.out)
     rows = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
@@ -60,9 +62,11 @@ def main():
         if key not in cache:
             cache[key] = per_clip_correct(row)
             cache_path.write_text(json.dumps(cache))
+    wanted = [n for n in args.rows.split(",") if n] or [r["name"] for r in rows if " " not in r["name"]]
     groups: dict[str, list[dict]] = {}
-    for row in rows:
-        groups.setdefault(row["name"], []).append(row)
+    for row in sorted(rows, key=lambda r: wanted.index(r["name"]) if r["name"] in wanted else -1):
+        if row["name"] in wanted:
+            groups.setdefault(row["name"], []).append(row)
     if args.reference not in groups:
         raise SystemExit(f"error: no runs named {args.reference!r}; have {sorted(groups)}")
 
@@ -97,9 +101,9 @@ def main():
     lines += ["", f"Mean ± sample std (ddof 1) over seeds; {clips_n} test clips of split 1, chance "
               f"{100 / 11:.1f} %; every run is 576 steps and is scored at its final step."]
     table = "\n".join(lines)
-    (out / "table.md").write_text(table + "\n")
+    (out / f"{args.name}.md").write_text(table + "\n")
     print(table)
-    _chart(chart, out / "table.png")
+    _chart(chart, out / f"{args.name}.png")
 
 
 def _chart(chart, path: Path) -> None:

@@ -135,7 +135,6 @@ def main():
     args = parser.parse_args()
 
     import ml_collections  # pylint: disable=g-import-not-at-top
-    from flax import nnx  # pylint: disable=g-import-not-at-top
 
     from actlumos_jax.train import checkpointing, input_pipeline, loop  # pylint: disable=g-import-not-at-top
     from bench.teacher_ablation import clips_of, make_forward, predict  # pylint: disable=g-import-not-at-top
@@ -148,18 +147,14 @@ def main():
         print(f"no finished teacher in {args.workdir}: training one ({args.frames} frames, seed {args.seed})")
         loop.run_stage(config, args.workdir)
     directory = Path(args.workdir) / "checkpoints"
-    step = checkpointing.chosen_step(directory, None)
-    if step is None:
-        raise SystemExit(f"error: no checkpoint under {directory}")
+    step = checkpointing.chosen_step(directory)
     config = ml_collections.ConfigDict(checkpointing.read_json_item(directory, step, "config"))
     if not config.model.fusion.startswith("dff"):
         raise SystemExit(f"error: {args.workdir} holds a {config.model.fusion!r} teacher, which has no gate")
     data = input_pipeline.read_stage_data(config)
-    model = loop._model_for_config(config.model, data.info.num_classes, "teacher", 0)
-    variables = checkpointing.load_model_variables(directory, step, model)
+    graphdef, variables, _ = loop.load_teacher(args.workdir, data.info.num_classes)  # the same final step
     videos, _ = clips_of(config, data, "test")
-    _, weights = predict(make_forward(nnx.graphdef(model), config, False), variables, videos,
-                         np.arange(len(videos)), 32)
+    _, weights = predict(make_forward(graphdef, config, False), variables, videos, np.arange(len(videos)), 32)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stats = gate_light_stats(weights, data.test, config)

@@ -76,7 +76,10 @@ def make_forward(graphdef, config, batch_stats_mode: bool):
     @jax.jit
     def forward(variables, video):
         model = nnx.merge(graphdef, variables.params, variables.batch_stats, variables.rngs, copy=True)
-        _batch_stat_mode(model) if batch_stats_mode else model.eval()
+        if batch_stats_mode:
+            _batch_stat_mode(model)
+        else:
+            model.eval()
         out = model(*teacher_streams(video, config))
         weights = out.gate_weights if out.gate_weights is not None else jax.numpy.zeros(out.logits.shape[:1])
         return out.logits, weights
@@ -116,13 +119,9 @@ def predict(forward, variables, videos: np.ndarray, order: np.ndarray, batch: in
 
 def diagnostics(config, workdir: Path) -> dict:
     data = input_pipeline.read_stage_data(config)
-    directory = workdir / "checkpoints"
-    step = checkpointing.chosen_step(directory, None)  # the final step
-    model = loop._model_for_config(config.model, data.info.num_classes, "teacher", 0)
-    variables = checkpointing.load_model_variables(directory, step, model)
-    graphdef = nnx.graphdef(model)
+    graphdef, variables, _ = loop.load_teacher(workdir, data.info.num_classes)  # its final checkpoint
     running, batch_stats = make_forward(graphdef, config, False), make_forward(graphdef, config, True)
-    result = {"step": step}
+    result = {"step": checkpointing.chosen_step(workdir / "checkpoints")}
     mixed = np.random.default_rng(0)
     for subset in ("train", "test"):
         videos, labels = clips_of(config, data, subset)

@@ -26,19 +26,14 @@ import numpy as np
 
 
 def per_clip_correct(row: dict) -> list[int]:
-    from flax import nnx  # pylint: disable=g-import-not-at-top
-
-    from actlumos_jax.train import checkpointing, input_pipeline, loop  # pylint: disable=g-import-not-at-top
+    from actlumos_jax.train import input_pipeline, loop  # pylint: disable=g-import-not-at-top
     from bench.teacher_ablation import clips_of, make_forward, predict, run_config  # pylint: disable=g-import-not-at-top
 
     config = run_config(row["fusion"], row["stream_norm"], row["seed"], row["overrides"])
     data = input_pipeline.read_stage_data(config)
-    directory = Path(row["workdir"]) / "checkpoints"
-    step = checkpointing.chosen_step(directory, None)
-    model = loop._model_for_config(config.model, data.info.num_classes, "teacher", 0)
-    variables = checkpointing.load_model_variables(directory, step, model)
+    graphdef, variables, _ = loop.load_teacher(row["workdir"], data.info.num_classes)  # its final checkpoint
     videos, labels = clips_of(config, data, "test")
-    logits, _ = predict(make_forward(nnx.graphdef(model), config, False), variables, videos, np.arange(len(videos)), 32)
+    logits, _ = predict(make_forward(graphdef, config, False), variables, videos, np.arange(len(videos)), 32)
     correct = (logits.argmax(-1) == labels).astype(int).tolist()
     if abs(100 * np.mean(correct) - row["test_top1"]) > 1e-6:
         raise RuntimeError(f"{row['workdir']}: re-scored {100 * np.mean(correct):.2f} %, the run saved "
@@ -58,7 +53,7 @@ def main():
     cache_path = out / "per_clip.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     for row in rows:
-        key = f"{row['fingerprint']}"
+        key = row["fingerprint"]
         if key not in cache:
             cache[key] = per_clip_correct(row)
             cache_path.write_text(json.dumps(cache))

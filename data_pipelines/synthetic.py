@@ -15,9 +15,9 @@ Presets (H x W, frames @ 30 fps, actors x takes per class):
 
 Generation is deterministic per (preset, seed) on one machine, whatever the
 worker count: each clip's randomness derives from (seed, clip index) only, and
-x264 encodes on one thread (`video_io.encode_video`). Across CPU kinds the
-rendered frames may still differ in the last code value, where NumPy's
-float32 exp/log/sin take other SIMD paths.
+x264 encodes on one thread (`video_io.encode_video`). Sameness across CPU
+kinds is not tested: NumPy's float32 exp/log/sin may take other SIMD paths
+there and move a code value.
 
 v8 is v7's frames, encoded single-threaded: multi-threaded x264 gave other
 bytes on every call (decoded pixels up to 12 levels apart).

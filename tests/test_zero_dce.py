@@ -1,0 +1,168 @@
+"""Zero-DCE: DCE-Net, its losses and its converter against the official PyTorch code.
+
+The references below are transcriptions of Li-Chongyi/Zero-DCE
+(Zero-DCE_code/model.py ``enhance_net_nopool`` and Myloss.py ``L_color``,
+``L_spa``, ``L_exp``, ``L_TV``, with ``.cuda()`` dropped), run by torch in
+float64 on the same float32 inputs, so the reference itself adds no rounding
+worth counting.
+"""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from flax import nnx
+from torch import nn
+
+from actlumos_jax import convert_zero_dce, enhance, zero_dce_losses, zero_dce_train
+from actlumos_jax.models import zero_dce
+from actlumos_jax.models.zero_dce import DCENet, ZeroDCEError, apply_curves
+
+RNG = np.random.default_rng(0)
+MEASURED = {}
+
+
+# ----------------------------------------------------------------- torch reference
+
+
+class EnhanceNetNoPool(nn.Module):
+    """Official model.py, enhance_net_nopool (the unused maxpool/upsample omitted: no weights)."""
+
+    def __init__(self):
+        super().__init__()
+        self.relu = nn.ReLU(inplace=True)
+        number_f = 32
+        self.e_conv1 = nn.Conv2d(3, number_f, 3, 1, 1, bias=True)
+        self.e_conv2 = nn.Conv2d(number_f, number_f, 3, 1, 1, bias=True)
+        self.e_conv3 = nn.Conv2d(number_f, number_f, 3, 1, 1, bias=True)
+        self.e_conv4 = nn.Conv2d(number_f, number_f, 3, 1, 1, bias=True)
+        self.e_conv5 = nn.Conv2d(number_f * 2, number_f, 3, 1, 1, bias=True)
+        self.e_conv6 = nn.Conv2d(number_f * 2, number_f, 3, 1, 1, bias=True)
+        self.e_conv7 = nn.Conv2d(number_f * 2, 24, 3, 1, 1, bias=True)
+
+    def forward(self, x):
+        x1 = self.relu(self.e_conv1(x))
+        x2 = self.relu(self.e_conv2(x1))
+        x3 = self.relu(self.e_conv3(x2))
+        x4 = self.relu(self.e_conv4(x3))
+        x5 = self.relu(self.e_conv5(torch.cat([x3, x4], 1)))
+        x6 = self.relu(self.e_conv6(torch.cat([x2, x5], 1)))
+        x_r = torch.tanh(self.e_conv7(torch.cat([x1, x6], 1)))
+        r1, r2, r3, r4, r5, r6, r7, r8 = torch.split(x_r, 3, dim=1)
+        x = x + r1 * (torch.pow(x, 2) - x)
+        x = x + r2 * (torch.pow(x, 2) - x)
+        x = x + r3 * (torch.pow(x, 2) - x)
+        enhance_image_1 = x + r4 * (torch.pow(x, 2) - x)
+        x = enhance_image_1 + r5 * (torch.pow(enhance_image_1, 2) - enhance_image_1)
+        x = x + r6 * (torch.pow(x, 2) - x)
+        x = x + r7 * (torch.pow(x, 2) - x)
+        enhance_image = x + r8 * (torch.pow(x, 2) - x)
+        r = torch.cat([r1, r2, r3, r4, r5, r6, r7, r8], 1)
+        return enhance_image_1, enhance_image, r
+
+
+def torch_l_color(x):
+    mean_rgb = torch.mean(x, [2, 3], keepdim=True)
+    mr, mg, mb = torch.split(mean_rgb, 1, dim=1)
+    drg = torch.pow(mr - mg, 2)
+    drb = torch.pow(mr - mb, 2)
+    dgb = torch.pow(mb - mg, 2)
+    return torch.pow(torch.pow(drg, 2) + torch.pow(drb, 2) + torch.pow(dgb, 2), 0.5)
+
+
+def torch_l_spa(org, enhance_):
+    def kernel(rows):
+        return torch.tensor(rows, dtype=org.dtype).unsqueeze(0).unsqueeze(0)
+
+    k_left = kernel([[0, 0, 0], [-1, 1, 0], [0, 0, 0]])
+    k_right = kernel([[0, 0, 0], [0, 1, -1], [0, 0, 0]])
+    k_up = kernel([[0, -1, 0], [0, 1, 0], [0, 0, 0]])
+    k_down = kernel([[0, 0, 0], [0, 1, 0], [0, -1, 0]])
+    pool = nn.AvgPool2d(4)
+    org_pool = pool(torch.mean(org, 1, keepdim=True))
+    enhance_pool = pool(torch.mean(enhance_, 1, keepdim=True))
+    e = 0
+    for k in (k_left, k_right, k_up, k_down):
+        e = e + torch.pow(F.conv2d(org_pool, k, padding=1) - F.conv2d(enhance_pool, k, padding=1), 2)
+    return e
+
+
+def torch_l_exp(x, patch_size=16, mean_val=0.6):
+    mean = nn.AvgPool2d(patch_size)(torch.mean(x, 1, keepdim=True))
+    return torch.mean(torch.pow(mean - torch.tensor([mean_val], dtype=x.dtype), 2))
+
+
+def torch_l_tv(x):
+    batch_size, _, h_x, w_x = x.size()
+    count_h = (h_x - 1) * w_x
+    count_w = h_x * (w_x - 1)
+    h_tv = torch.pow((x[:, :, 1:, :] - x[:, :, :h_x - 1, :]), 2).sum()
+    w_tv = torch.pow((x[:, :, :, 1:] - x[:, :, :, :w_x - 1]), 2).sum()
+    return 2 * (h_tv / count_h + w_tv / count_w) / batch_size
+
+
+def torch_total(low, enhanced, curves):
+    """lowlight_train.py's objective."""
+    return (200 * torch_l_tv(curves) + torch.mean(torch_l_spa(enhanced, low))
+            + 5 * torch.mean(torch_l_color(enhanced)) + 10 * torch.mean(torch_l_exp(enhanced)))
+
+
+def nchw64(x):
+    """NHWC NumPy -> NCHW float64 torch (a leaf that can take gradients)."""
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(x, np.float64), -1, 1))).requires_grad_()
+
+
+def nhwc(t):
+    return np.moveaxis(t.detach().numpy(), 1, -1)
+
+
+# ----------------------------------------------------------------- curves and module
+
+
+def test_zero_curves_leave_the_image_unchanged():
+    x = jnp.asarray(RNG.random((2, 5, 7, 3)), jnp.float32)
+    np.testing.assert_array_equal(apply_curves(x, jnp.zeros((2, 5, 7, 24))), x)
+
+
+def test_curve_values_by_hand():
+    # r = -1 gives 1 - (1 - x)^2 per step, r = +1 gives x^2: after 8 steps 1 - (1 - x)^256 and x^256.
+    x = jnp.full((1, 1, 1, 3), 0.5, jnp.float32)
+    np.testing.assert_allclose(apply_curves(x, -jnp.ones((1, 1, 1, 24))), 1 - 0.5 ** 256, rtol=1e-7)
+    np.testing.assert_allclose(apply_curves(jnp.full((1, 1, 1, 3), 0.99), jnp.ones((1, 1, 1, 24))),
+                               0.99 ** 256, rtol=1e-5)
+    # One map per step, channels kept apart: 0.5 -(r=-1)-> 0.75 -(r=0.5)-> 0.75 + 0.5 (0.5625 - 0.75) = 0.65625.
+    r = np.zeros((1, 1, 1, 24), np.float32)
+    r[..., 0], r[..., 3] = -1.0, 0.5       # channel 0: steps 1 and 2
+    r[..., 4] = 1.0                        # channel 1: step 2 only, 0.5 -> 0.25
+    np.testing.assert_array_equal(apply_curves(x, jnp.asarray(r))[0, 0, 0], [0.65625, 0.25, 0.5])
+
+
+def test_dcenet_shapes_parameter_count_and_leading_dims():
+    model = DCENet(rngs=nnx.Rngs(0))
+    # The paper's count: 79,416 trainable parameters.
+    assert sum(v.size for v in zero_dce.params_of(model).values()) == 79_416
+    clips = jnp.asarray(RNG.random((2, 3, 12, 16, 3)) * 0.3, jnp.float32)
+    enhanced, curves = model(clips)
+    assert enhanced.shape == clips.shape and curves.shape == (2, 3, 12, 16, 24)
+    assert enhanced.dtype == jnp.float32
+    flat_enhanced, flat_curves = model(clips.reshape(6, 12, 16, 3))
+    np.testing.assert_array_equal(flat_enhanced.reshape(clips.shape), enhanced)
+    np.testing.assert_array_equal(flat_curves.reshape(curves.shape), curves)
+    single, _ = model(clips[0, 0])
+    np.testing.assert_allclose(single, enhanced[0, 0], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"\(\.\.\., H, W, 3\)"):
+        model(clips[..., :2])
+
+
+def test_dcenet_with_zero_last_conv_is_the_identity():
+    model = DCENet(rngs=nnx.Rngs(1))
+    model.e_conv7.kernel.set_value(jnp.zeros_like(model.e_conv7.kernel.get_value()))
+    model.e_conv7.bias.set_value(jnp.zeros_like(model.e_conv7.bias.get_value()))
+    x = jnp.asarray(RNG.random((2, 8, 8, 3)), jnp.float32)
+    enhanced, curves = model(x)
+    np.testing.assert_array_equal(curves, 0.0)
+    np.testing.assert_array_equal(enhanced, x)

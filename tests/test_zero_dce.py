@@ -166,3 +166,96 @@ def test_dcenet_with_zero_last_conv_is_the_identity():
     enhanced, curves = model(x)
     np.testing.assert_array_equal(curves, 0.0)
     np.testing.assert_array_equal(enhanced, x)
+
+
+# ----------------------------------------------------------------- losses
+
+
+def loss_inputs(seed, shape=(3, 36, 40)):
+    """Random low-light frames, an "enhanced" image and curve maps, NHWC float32.
+
+    36 x 40 is no multiple of 16, so both poolings must drop the partial windows
+    as AvgPool2d does. Channels are scaled apart (1, 0.8, 0.6) so the colour
+    loss's channel-mean differences are far from 0 and their 4th powers do not
+    cancel away the precision being tested.
+    """
+    rng = np.random.default_rng(seed)
+    low = (rng.random(shape + (3,)) * 0.2).astype(np.float32)
+    enhanced = (rng.random(shape + (3,)) * np.array([1.0, 0.8, 0.6])).astype(np.float32)
+    curves = rng.uniform(-1, 1, shape + (24,)).astype(np.float32)
+    return low, enhanced, curves
+
+
+def _record(name, ours, ref):
+    abs_err = float(np.max(np.abs(np.asarray(ours, np.float64) - ref)))
+    MEASURED[name] = (abs_err, abs_err / float(np.max(np.abs(ref))))
+    print(f"\n{name}: max abs {MEASURED[name][0]:.3g}, rel to max {MEASURED[name][1]:.3g}")
+    return MEASURED[name]
+
+
+# Each loss is a float32 mean (or sum) of at most ~13k terms of size <= 1 against a
+# float64 reference. XLA's CPU reductions accumulate in float32 in blocks; a
+# worst-case bound for n terms is n * 2^-24 ~ 8e-4 relative, the typical
+# (random-walk) error sqrt(n) * 2^-24 ~ 7e-6. Measured: <= 5e-7 relative (see
+# MEASURED). 2e-5 lies between the typical and the worst case: a wrong weight,
+# a missing term or a shifted window moves these values by percents.
+LOSS_RTOL = 2e-5
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_each_loss_matches_the_official_code(seed):
+    low, enhanced, curves = loss_inputs(seed)
+    t_low, t_enh, t_curves = nchw64(low), nchw64(enhanced), nchw64(curves)
+    cases = {
+        "spatial": (zero_dce_losses.spatial_consistency_loss(enhanced, low), torch.mean(torch_l_spa(t_enh, t_low))),
+        "exposure": (zero_dce_losses.exposure_control_loss(enhanced), torch.mean(torch_l_exp(t_enh))),
+        "colour": (zero_dce_losses.colour_constancy_loss(enhanced), torch.mean(torch_l_color(t_enh))),
+        "smoothness": (zero_dce_losses.illumination_smoothness_loss(curves), torch_l_tv(t_curves)),
+    }
+    for name, (ours, ref) in cases.items():
+        ref = ref.item()
+        assert ref > 0, name
+        _record(f"loss {name} seed {seed}", ours, ref)
+        np.testing.assert_allclose(float(ours), ref, rtol=LOSS_RTOL, err_msg=name)
+
+
+def test_total_loss_and_its_gradients_match_the_official_code():
+    low, enhanced, curves = loss_inputs(2)
+    total, terms = zero_dce_losses.zero_dce_loss(low, enhanced, curves)
+    assert set(terms) == {"spatial", "exposure", "colour", "smoothness"}
+    np.testing.assert_allclose(float(total), sum(zero_dce_losses.WEIGHTS[k] * float(v) for k, v in terms.items()),
+                               rtol=1e-6)
+    t_low, t_enh, t_curves = nchw64(low), nchw64(enhanced), nchw64(curves)
+    ref = torch_total(t_low, t_enh, t_curves)
+    ref.backward()
+    _record("total loss", total, ref.item())
+    np.testing.assert_allclose(float(total), ref.item(), rtol=LOSS_RTOL)
+
+    grad_enh, grad_curves = jax.grad(
+        lambda e, c: zero_dce_losses.zero_dce_loss(low, e, c)[0], argnums=(0, 1))(enhanced, curves)
+    for name, ours, want in (("d total / d enhanced", grad_enh, nhwc(t_enh.grad)),
+                             ("d total / d curves", grad_curves, nhwc(t_curves.grad))):
+        abs_err, _ = _record(name, ours, want)
+        # Elementwise gradients: compared against the largest one (small entries are
+        # differences of larger float32 terms and carry their absolute error).
+        assert abs_err <= LOSS_RTOL * np.max(np.abs(want)), name
+
+
+def test_loss_leading_dims_are_one_batch():
+    low, enhanced, curves = loss_inputs(3, shape=(4, 32, 32))
+    flat = zero_dce_losses.zero_dce_loss(low, enhanced, curves)[0]
+    clips = zero_dce_losses.zero_dce_loss(*(a.reshape((2, 2) + a.shape[1:]) for a in (low, enhanced, curves)))[0]
+    np.testing.assert_allclose(float(clips), float(flat), rtol=1e-6)
+
+
+def test_colour_loss_on_grey_frames_is_zero_with_finite_gradient():
+    # torch's sqrt backward at exactly 0 is inf * 0 = NaN; black or grey frames occur in dark video.
+    grey = jnp.broadcast_to(jnp.asarray(RNG.random((2, 16, 16, 1)), jnp.float32), (2, 16, 16, 3))
+    value, grad = jax.value_and_grad(zero_dce_losses.colour_constancy_loss)(grey)
+    assert float(value) == 0.0
+    np.testing.assert_array_equal(grad, 0.0)
+
+
+def test_losses_refuse_frames_smaller_than_a_window():
+    with pytest.raises(ValueError, match="smaller than one 16x16 window"):
+        zero_dce_losses.exposure_control_loss(jnp.zeros((1, 8, 32, 3)))

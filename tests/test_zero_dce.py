@@ -259,3 +259,103 @@ def test_colour_loss_on_grey_frames_is_zero_with_finite_gradient():
 def test_losses_refuse_frames_smaller_than_a_window():
     with pytest.raises(ValueError, match="smaller than one 16x16 window"):
         zero_dce_losses.exposure_control_loss(jnp.zeros((1, 8, 32, 3)))
+
+
+# ----------------------------------------------------------------- converter
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    """A random official DCE-Net saved as the release is (state_dict .pth), and its conversion."""
+    root = tmp_path_factory.mktemp("zero_dce_release")
+    torch.manual_seed(0)  # torch's default Conv2d init: curve maps reach |r| ~ 0.36
+    net = EnhanceNetNoPool().eval()
+    pth = root / "Epoch99.pth"
+    torch.save(net.state_dict(), pth)
+    npz = root / "zero_dce.npz"
+    assert convert_zero_dce.main([str(pth), str(npz)]) == 0
+    return net, pth, npz
+
+
+def torch_forward(net, x):
+    with torch.no_grad():
+        _, enhanced, curves = net(torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1))))
+    return np.moveaxis(enhanced.numpy(), 1, -1), np.moveaxis(curves.numpy(), 1, -1)
+
+
+# Tolerance, absolute, on outputs of scale 1 (images in [0, 1], curve maps in
+# [-1, 1]): both sides are float32. Each conv output is a 576-term dot product;
+# summed in another order its rounding differs by ~sqrt(576) * 2^-24 ~ 1.4e-6 of
+# the summed magnitudes in the random-walk case. tanh has slope <= 1, and a curve
+# step x + r (x^2 - x) has slope 1 + r (2x - 1), at most 1.4 for |r| <= 0.4, so
+# 8 steps could amplify an error up to ~15x at worst, but they mostly contract.
+# 1e-5 covers that with margin; measured: 2.4e-7 on the image, 2e-7 on the
+# curves (2 ulps of 1.0). A kernel with kh/kw swapped is off by > 1e-3 (checked
+# below), so the bound still catches layout errors.
+CONVERT_ATOL = 1e-5
+
+
+def test_converted_weights_reproduce_the_pytorch_dce_net(released):
+    net, _, npz = released
+    model = zero_dce.load_zero_dce(npz)
+    x = np.random.default_rng(5).random((2, 32, 40, 3)).astype(np.float32)
+    want_enhanced, want_curves = torch_forward(net, x)
+    enhanced, curves = model(jnp.asarray(x))
+    for name, ours, want in (("converted image", enhanced, want_enhanced), ("converted curves", curves, want_curves)):
+        abs_err, _ = _record(name, ours, want)
+        assert abs_err <= CONVERT_ATOL, name
+    assert np.max(np.abs(want_enhanced - x)) > 0.1  # the curves do act on this input
+
+    # Negative control: the same weights with each kernel's kh and kw swapped.
+    params = zero_dce.params_of(model)
+    swapped = {k: (np.swapaxes(v, 0, 1) if k.endswith("kernel") else v) for k, v in params.items()}
+    wrong, _ = zero_dce.from_params(swapped)(jnp.asarray(x))
+    assert np.max(np.abs(np.asarray(wrong) - want_enhanced)) > 100 * CONVERT_ATOL
+
+
+def test_converter_names_every_bad_key(released, tmp_path, capsys):
+    net, _, _ = released
+    state = dict(net.state_dict())
+    del state["e_conv3.bias"]
+    state["e_conv8.weight"] = torch.zeros(24, 64, 3, 3)
+    state["e_conv5.weight"] = torch.zeros(32, 32, 3, 3)
+    bad = tmp_path / "bad.pth"
+    torch.save(state, bad)
+    with pytest.raises(ZeroDCEError) as info:
+        convert_zero_dce.convert(bad, tmp_path / "out.npz")
+    message = str(info.value)
+    assert "3 mismatch(es)" in message
+    assert "missing e_conv3.bias (expected shape (32,))" in message
+    assert "unexpected e_conv8.weight (shape (24, 64, 3, 3))" in message
+    assert "wrong shape for e_conv5.weight: expected (32, 64, 3, 3), found (32, 32, 3, 3)" in message
+    assert not (tmp_path / "out.npz").exists()
+    assert convert_zero_dce.main([str(bad), str(tmp_path / "out.npz")]) == 1
+    assert "missing e_conv3.bias" in capsys.readouterr().err
+
+
+def test_converter_accepts_dataparallel_keys_and_refuses_to_overwrite(released, tmp_path):
+    net, _, npz = released
+    wrapped = tmp_path / "dp.pth"
+    torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, wrapped)
+    out = tmp_path / "dp.npz"
+    convert_zero_dce.convert(wrapped, out)
+    ours, ref = np.load(out), np.load(npz)
+    assert sorted(ours.files) == sorted(ref.files)
+    for key in ref.files:
+        np.testing.assert_array_equal(ours[key], ref[key])
+    with pytest.raises(ZeroDCEError, match="already exists"):
+        convert_zero_dce.convert(wrapped, out)
+
+
+def test_load_zero_dce_refuses_other_files(released, tmp_path):
+    _, pth, npz = released
+    with pytest.raises(ZeroDCEError, match="convert it with python -m actlumos_jax.convert_zero_dce"):
+        zero_dce.load_zero_dce(pth)
+    with pytest.raises(FileNotFoundError, match="no such Zero-DCE weight file"):
+        zero_dce.load_zero_dce(tmp_path / "absent.npz")
+    arrays = dict(np.load(npz))
+    arrays["e_conv7.kernel"] = arrays["e_conv7.kernel"][..., :8]
+    short = tmp_path / "short.npz"
+    np.savez(short, **arrays)
+    with pytest.raises(ZeroDCEError, match=r"wrong shape for e_conv7.kernel: expected \(3, 3, 64, 24\)"):
+        zero_dce.load_zero_dce(short)

@@ -1,4 +1,4 @@
-"""Low-light enhancement on device: retinex (SSR / MSR), LIME and gamma.
+"""Low-light enhancement on device: retinex (SSR / MSR), LIME, gamma and Zero-DCE.
 
 Every function takes float frames in [0, 1] shaped (..., H, W, C) (any leading
 dims: (B, T, H, W, C) clips, (T, H, W, C) or a single (H, W, C) frame) and returns
@@ -32,13 +32,14 @@ Choices the paper leaves open (FACTS.md, "Enhancement"), fixed here:
 from __future__ import annotations
 
 import functools
+import os
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-METHODS = ("msr", "ssr", "lime", "gamma")
+METHODS = ("msr", "ssr", "lime", "gamma", "zero_dce")
 
 
 def _check_frames(x: jax.Array, name: str) -> None:
@@ -216,10 +217,36 @@ def gamma_correction(x: jax.Array, gamma: float = 1.8) -> jax.Array:
     return jnp.power(x32, 1.0 / gamma).astype(x.dtype)
 
 
+@functools.lru_cache(maxsize=8)
+def _zero_dce_model(path: str):
+    from actlumos_jax.models.zero_dce import load_zero_dce  # flax only when the method is used
+
+    return load_zero_dce(path)
+
+
+def zero_dce(x: jax.Array, zero_dce_weights: str | None = None) -> jax.Array:
+    """Zero-DCE (DCE-Net, 8 curve iterations) with the weights at ``zero_dce_weights``.
+
+    The weights (a .npz from ``convert_zero_dce`` or ``zero_dce_train``, or its
+    run directory) are read once per path and held as concrete arrays, so inside
+    a jitted step they are constants of the program, not arguments to trace.
+    """
+    _check_frames(x, "zero_dce")
+    if not zero_dce_weights:
+        raise ValueError(
+            'enhance method "zero_dce" needs zero_dce_weights=<path to a Zero-DCE .npz> '
+            "(python -m actlumos_jax.convert_zero_dce Epoch99.pth OUT.npz, or python -m actlumos_jax.zero_dce_train)")
+    model = _zero_dce_model(os.path.abspath(os.fspath(zero_dce_weights)))
+    # Clipped first: a slight overshoot from resampling would be squared eight times.
+    enhanced, _ = model(jnp.clip(x.astype(jnp.float32), 0.0, 1.0))
+    return jnp.clip(enhanced, 0.0, 1.0).astype(x.dtype)
+
+
 def enhance(x: jax.Array, method: str, **kwargs) -> jax.Array:
     """Config dispatcher: ``method`` in METHODS, ``kwargs`` passed to that function.
 
     "ssr" defaults to sigma = 80 (the middle MSR scale; the paper does not state it).
+    "zero_dce" needs ``zero_dce_weights=<path>``.
     """
     if method == "msr":
         return multi_scale_retinex(x, **kwargs)
@@ -230,4 +257,6 @@ def enhance(x: jax.Array, method: str, **kwargs) -> jax.Array:
         return lime(x, **kwargs)
     if method == "gamma":
         return gamma_correction(x, **kwargs)
+    if method == "zero_dce":
+        return zero_dce(x, **kwargs)
     raise ValueError(f"unknown enhancement method {method!r}; choose one of {METHODS}")

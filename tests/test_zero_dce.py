@@ -359,3 +359,88 @@ def test_load_zero_dce_refuses_other_files(released, tmp_path):
     np.savez(short, **arrays)
     with pytest.raises(ZeroDCEError, match=r"wrong shape for e_conv7.kernel: expected \(3, 3, 64, 24\)"):
         zero_dce.load_zero_dce(short)
+
+
+# ----------------------------------------------------------------- training
+
+
+def test_optimizer_is_torch_adam_with_coupled_weight_decay_after_clipping():
+    w0 = np.random.default_rng(7).normal(size=(5,)).astype(np.float64)
+    grads = [np.random.default_rng(8 + i).normal(size=(5,)) * s for i, s in enumerate((3.0, 0.01, 1.0))]
+    tx = zero_dce_train.make_optimizer(lr=1e-2, weight_decay=0.5, clip_norm=0.1)
+    params = jnp.asarray(w0, jnp.float32)
+    state = tx.init(params)
+    w = torch.tensor(w0, requires_grad=True)
+    opt = torch.optim.Adam([w], lr=1e-2, weight_decay=0.5)
+    for g in grads:  # lowlight_train.py: backward, clip_grad_norm, step
+        updates, state = tx.update(jnp.asarray(g, jnp.float32), state, params)
+        params = params + updates
+        w.grad = torch.tensor(g)
+        torch.nn.utils.clip_grad_norm_([w], 0.1)
+        opt.step()
+    # float32 parameters of size ~1 after three steps: a few ulps (1.2e-7). Clipping
+    # after the decay, or decoupled (AdamW) decay, moves them by ~1e-2.
+    np.testing.assert_allclose(params, w.detach().numpy(), rtol=0, atol=1e-6)
+
+
+def test_a_few_official_steps_lower_the_total_loss():
+    # Two dark 32x32 frames and batches of 2: every step sees the same batch, so
+    # the loss sequence is deterministic and should fall from the first step.
+    rng = np.random.default_rng(11)
+    frames = (rng.random((2, 32, 32, 3)) * 0.15 * np.array([1.0, 0.9, 0.7])).astype(np.float32)
+    model, log = zero_dce_train.train(frames, steps=12, batch_size=2, seed=0, log_every=1)
+    losses = [entry["loss"] for entry in log]
+    MEASURED["training loss first -> last"] = (losses[0], losses[-1])
+    print(f"\ntraining loss over 12 official steps: {losses[0]:.5f} -> {losses[-1]:.5f}")
+    assert losses[-1] < losses[0] - 1e-3
+    assert np.all(np.diff(losses) < 0)
+    enhanced, _ = model(jnp.asarray(frames))
+    assert float(jnp.mean(enhanced)) > float(np.mean(frames))  # brighter, as the exposure term asks
+
+
+def test_training_cli_on_the_synthetic_dataset(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert zero_dce_train.main(["--dataset=synthetic", f"--root={tmp_path / 'synthetic'}", "--steps=3",
+                                "--size=32", "--batch-size=2", "--max-clips=4", "--log-every=1",
+                                f"--out={out}"]) == 0
+    assert "8 frames of 32x32 from synthetic" in capsys.readouterr().out
+    record = json.loads((out / "train_log.json").read_text())
+    assert [entry["step"] for entry in record["log"]] == [0, 1, 2] and record["num_frames"] == 8
+    model = zero_dce_train.load_zero_dce(out)   # the run directory or the .npz itself
+    enhanced, _ = model(jnp.full((32, 32, 3), 0.1))
+    assert enhanced.shape == (32, 32, 3) and np.all(np.isfinite(enhanced))
+    with pytest.raises(SystemExit):
+        zero_dce_train.main(["--steps=1", f"--out={out}"])  # refuses to overwrite
+
+
+# ----------------------------------------------------------------- enhance(method="zero_dce")
+
+
+def test_enhance_zero_dce_eager_jitted_and_bf16(released):
+    net, _, npz = released
+    clip = (np.random.default_rng(9).random((2, 2, 16, 24, 3)) * 0.25).astype(np.float32)
+    got = enhance.enhance(jnp.asarray(clip), "zero_dce", zero_dce_weights=str(npz))
+    want, _ = torch_forward(net, clip.reshape(4, 16, 24, 3))
+    assert got.shape == clip.shape and got.dtype == jnp.float32
+    assert np.max(np.abs(np.asarray(got).reshape(want.shape) - np.clip(want, 0, 1))) <= CONVERT_ATOL
+
+    fn = jax.jit(lambda c: enhance.enhance(c, "zero_dce", zero_dce_weights=npz))
+    np.testing.assert_allclose(fn(jnp.asarray(clip)), got, atol=1e-6)
+    # The weights are constants of the program: its only input is the clip.
+    assert len(jax.make_jaxpr(lambda c: enhance.enhance(c, "zero_dce", zero_dce_weights=npz))(clip).jaxpr.invars) == 1
+    hits = enhance._zero_dce_model.cache_info().hits
+    enhance.enhance(jnp.asarray(clip[0]), "zero_dce", zero_dce_weights=str(npz))
+    assert enhance._zero_dce_model.cache_info().hits > hits  # read once per path
+
+    half = enhance.enhance(jnp.asarray(clip, jnp.bfloat16), "zero_dce", zero_dce_weights=npz)
+    assert half.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(half, np.float32), got, atol=1e-2)
+
+
+def test_enhance_zero_dce_needs_weights(tmp_path):
+    x = jnp.zeros((8, 8, 3))
+    with pytest.raises(ValueError, match="needs zero_dce_weights=<path"):
+        enhance.enhance(x, "zero_dce")
+    with pytest.raises(FileNotFoundError, match="absent.npz: no such Zero-DCE weight file"):
+        enhance.enhance(x, "zero_dce", zero_dce_weights=tmp_path / "absent.npz")
+    assert "zero_dce" in enhance.METHODS

@@ -31,7 +31,7 @@ from data_pipelines import transforms
 from data_pipelines.bad_input import BadInputPolicy
 from data_pipelines.frame_reader import read_yuv_frames
 from data_pipelines.records import ClipRecord, SplitInfo
-from data_pipelines.video_io import VideoError
+from data_pipelines.video_io import VideoError, read_video_file
 
 Mode = Literal["supervised", "ssl", "balanced"]
 MODES = ("supervised", "ssl", "balanced")
@@ -48,12 +48,7 @@ class ClipFileSource(grain.sources.RandomAccessDataSource):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self._records[index]
-        try:
-            with open(record.path, "rb") as f:
-                video = f.read()
-        except OSError as e:
-            raise VideoError(f"{record.clip_id}: cannot read {record.path} video file ({e})") from e
-        return {"video": video, "label": record.label, "clip_id": record.clip_id}
+        return {"video": read_video_file(record.path), "label": record.label, "clip_id": record.clip_id}
 
     def labels(self) -> np.ndarray:
         return np.asarray([r.label for r in self._records], np.int64)

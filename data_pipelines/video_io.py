@@ -17,11 +17,13 @@ from typing import Union
 import av
 import numpy as np
 
+from data_pipelines.bad_input import InputError, video_file_problem
+
 VideoSource = Union[str, os.PathLike, bytes]
 
 
-class VideoError(ValueError):
-    """A video that cannot be read: missing, empty, truncated or corrupt."""
+class VideoError(InputError):
+    """A video that cannot be read: missing, empty, truncated or corrupt, or not a file at all."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,12 +49,10 @@ def _open(source: VideoSource, name: str | None):
             raise VideoError(f"{what}: empty video (0 bytes)")
         handle = io.BytesIO(source)
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise VideoError(f"{what}: video file not found")
-        if path.stat().st_size == 0:
-            raise VideoError(f"{what}: empty video file (0 bytes)")
-        handle = os.fspath(path)
+        problem = video_file_problem(source)
+        if problem is not None:
+            raise VideoError(f"{what}: {problem}")
+        handle = os.fspath(source)
     try:
         container = av.open(handle, mode="r")
     except (av.FFmpegError, ValueError, OSError) as e:
@@ -131,6 +131,21 @@ def encode_video(frames: np.ndarray, *, fps: int = 30, codec: str = "libx264", c
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         container.mux(stream.encode(None))
     return buffer.getvalue()
+
+
+def read_video_file(path: str | os.PathLike) -> bytes:
+    """The bytes of the video file at ``path``, as the training loader reads them.
+
+    Every failure (not found, a directory, a symlink loop, no permission) is a
+    ``VideoError`` naming the path; a 0-byte file is returned as is and refused
+    by whatever decodes it.
+    """
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        problem = video_file_problem(path) or f"cannot read the video file ({e.strerror or e})"
+        raise VideoError(f"{os.fspath(path)}: {problem}") from e
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, **encode_kwargs) -> None:

@@ -7,6 +7,9 @@ The .pth is read with ``torch.load(weights_only=True)``: a pickle that would run
 code is refused, never executed. Every tensor of the file must land in the model
 and every model tensor must come from the file; all mismatches are reported
 together. torch is only needed here, never in training.
+
+The CLI prints a refused input as one ``actlumos-convert: error: ...`` message
+and exits 1; ``--verbose`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -24,8 +27,15 @@ import numpy as np
 from actlumos_jax.models import pretrained
 from actlumos_jax.models.pretrained import CheckpointError
 from actlumos_jax.models.r2plus1d import DEPTHS, R2Plus1D, R2Plus1DSpec, midplanes, parameter_count
+from data_pipelines.bad_input import InputError, run_cli
 
 CONVERTER_VERSION = "1"
+# The converter's exit status for a refused input, as before the shared error boundary.
+INPUT_ERROR_EXIT_CODE = 1
+
+
+class ConversionError(InputError):
+    """A .pth, an output directory or an --arch that the converter cannot use as given."""
 
 # Architectures by name; the released IG-65M files are "r2plus1d_34_ig65m",
 # torchvision's stock model is "r2plus1d_18".
@@ -192,7 +202,7 @@ def spec_for(arch: str, state_dict: Mapping[str, Any], *, source: str = "state d
     if arch == "auto":
         arch = detect_arch(state_dict, source=source)
     if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; expected 'auto' or one of {sorted(ARCHS)}")
+        raise ConversionError(f"unknown arch {arch!r}; expected 'auto' or one of {sorted(ARCHS)}")
     depth, variant = ARCHS[arch]
     num_classes = int(np.shape(state_dict["fc.weight"])[0]) if "fc.weight" in state_dict else None
     return R2Plus1DSpec(depth=depth, variant=variant, width=1.0, num_classes=num_classes)
@@ -262,25 +272,31 @@ def convert(input_path: str | os.PathLike, output_dir: str | os.PathLike, *, arc
     return model
 
 
-def run(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="actlumos-convert", description=__doc__.splitlines()[0])
-    parser.add_argument("input", help="PyTorch .pth checkpoint")
-    parser.add_argument("output_dir", help="directory to write the Flax backbone checkpoint to")
-    parser.add_argument("--arch", default="auto", choices=["auto", *sorted(ARCHS)])
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT_DIR")
-    args = parser.parse_args(argv)
+def _run(args: argparse.Namespace) -> int:
     try:
         model = convert(args.input, args.output_dir, arch=args.arch, overwrite=args.overwrite)
-    except (CheckpointError, ValueError, OSError) as e:
-        # One line says what went wrong; a mismatch list follows it, if there is one.
-        print(f"actlumos-convert: error: {e}", file=sys.stderr)
-        return 1
+    except (CheckpointError, OSError) as e:
+        # Both are about the files the user named (a damaged .pth, an unwritable
+        # output directory), so they print as a message, not a traceback.
+        raise ConversionError(str(e)) from e
     spec = model.spec
     print(f"architecture: R(2+1)D-{spec.depth} {spec.variant} (--arch {args.arch}), "
           f"head: {f'{spec.num_classes} classes' if spec.num_classes else 'none'}")
     print(f"parameters: {parameter_count(model):,}")
     print(f"wrote: {Path(args.output_dir).absolute()}")
     return 0
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="actlumos-convert", description=__doc__.splitlines()[0])
+    parser.add_argument("input", help="PyTorch .pth checkpoint")
+    parser.add_argument("output_dir", help="directory to write the Flax backbone checkpoint to")
+    parser.add_argument("--arch", default="auto", choices=["auto", *sorted(ARCHS)])
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT_DIR")
+    parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
+    args = parser.parse_args(argv)
+    # One line says what went wrong; a mismatch list follows it, if there is one.
+    return run_cli(_run, args, verbose=args.verbose, prog="actlumos-convert", exit_code=INPUT_ERROR_EXIT_CODE)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,12 @@
 Every reader turns a local download into ``(SplitInfo, [ClipRecord])``. None of
 these datasets can be fetched automatically, so each reader checks the layout it
 was given and says exactly what is missing: a malformed split line names the file
-and the 1-based line number, a missing clip names the path. With
-``on_bad_input="skip"`` missing and empty videos are dropped and counted in the
-returned ``DatasetSplitInfo.report`` instead.
+and the 1-based line number, a missing clip names the path. A split list is
+trusted for labels, so any fault in it (a malformed line, an unknown class, a
+path outside the folder of its label's class or outside the video directory)
+stops the read whatever ``on_bad_input`` says. With ``on_bad_input="skip"``
+listed videos that are missing, empty or not files are dropped and counted in
+the returned ``DatasetSplitInfo.report`` instead.
 
 Layouts (FACTS.md "Datasets"):
   ARID V1.0  <root>/[clips_v1/]<Class>/<Class>_a_b.avi,
@@ -16,7 +19,8 @@ Layouts (FACTS.md "Datasets"):
              ``class/vid.mp4 label``; classInd.txt: ``id<TAB>name``
 
 CLI: ``python -m data_pipelines.datasets check --dataset arid10 --root DIR [--split 1]``
-decodes every clip of a split and prints a summary.
+decodes every clip of a split as training does and prints a summary; it exits
+1 if any clip is bad and 2 if a list or the root cannot be used.
 """
 
 from __future__ import annotations
@@ -27,11 +31,14 @@ import concurrent.futures
 import dataclasses
 import logging
 import os
+import posixpath
+import re
 import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from data_pipelines.bad_input import BadInputPolicy, DatasetError
+from data_pipelines.bad_input import (EMPTY_VIDEO, VIDEO_NOT_FOUND, BadInputPolicy, DatasetError, run_cli,
+                                      video_file_problem)
 from data_pipelines.records import ClipRecord, SplitInfo
 
 ARID_CLASSES = ("Drink", "Jump", "Pick", "Pour", "Push", "Run", "Sit", "Stand", "Turn", "Walk", "Wave")
@@ -41,10 +48,13 @@ DEFAULT_SPLIT = {"synthetic": 1, "arid10": 1, "arid15": 0, "dark48": 1}
 VALID_SPLITS = {"synthetic": (1, 2, 3), "arid10": (1, 2, 3), "arid15": (0, 1), "dark48": (1, 2, 3)}
 SUBSETS = {"synthetic": ("train", "test"), "arid10": ("train", "test", "other"),
            "arid15": ("train", "test", "other"), "dark48": ("train", "test")}
+# Lists that not every release ships: ``check --subset all`` only notes their absence.
+OPTIONAL_SUBSETS = ("other",)
 
 # Where split lists are looked for when no split_dir is given, relative to the root.
 _SPLIT_SUBDIRS = ("", "list_cvt", "lists", "splits", "annotations")
 _SHOWN = 5  # how many offending paths an error quotes
+_WINDOWS_DRIVE = re.compile(r"[A-Za-z]:/")
 
 _log = logging.getLogger(__name__)
 
@@ -63,10 +73,12 @@ class ReadReport:
     num_listed: int
     missing: tuple[str, ...] = ()   # listed videos that are not on disk
     empty: tuple[str, ...] = ()     # listed videos of 0 bytes
+    # (path, problem) of listed paths that are no video file: a directory, a symlink loop, unreadable
+    unusable: tuple[tuple[str, str], ...] = ()
 
     @property
     def num_skipped(self) -> int:
-        return len(self.missing) + len(self.empty)
+        return len(self.missing) + len(self.empty) + len(self.unusable)
 
     @property
     def num_kept(self) -> int:
@@ -78,7 +90,13 @@ class ReadReport:
             text += f", {len(self.missing)} missing (e.g. {', '.join(self.missing[:_SHOWN])})"
         if self.empty:
             text += f", {len(self.empty)} empty (e.g. {', '.join(self.empty[:_SHOWN])})"
+        if self.unusable:
+            text += f", {len(self.unusable)} not video files (e.g. {_quote_problems(self.unusable)})"
         return text
+
+
+def _quote_problems(problems: Sequence[tuple[str, str]]) -> str:
+    return "; ".join(f"{path}: {problem}" for path, problem in problems[:_SHOWN])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,9 +110,13 @@ class DatasetSplitInfo(SplitInfo):
 class _Entry:
     """One parsed split line, before it is checked against the disk."""
 
-    clip_id: str
+    clip_id: str  # normalised: "Drink/./a.avi" and "Drink/a.avi" are one clip
     label: int
     line_no: int
+
+
+class ListNotFoundError(DatasetError):
+    """A split list or class index that is in none of the places a reader looks."""
 
 
 # --------------------------------------------------------------------------- parsing
@@ -103,7 +125,8 @@ class _Entry:
 def _split_lines(path: Path) -> Iterable[tuple[int, str]]:
     """(1-based line number, stripped line) of every non-blank line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: Windows editors start UTF-8 files with a byte-order mark.
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise DatasetError(f"{path}: split file is not UTF-8 text ({e})") from e
     for line_no, line in enumerate(text.splitlines(), start=1):
@@ -123,19 +146,39 @@ def _parse_int(path: Path, line_no: int, line: str, field: str, what: str) -> in
         raise _bad_line(path, line_no, line, f"{what} {field!r} is not an integer") from None
 
 
-def _check_class(path: Path, line_no: int, line: str, clip_id: str, label: int,
-                 class_names: Sequence[str]) -> None:
-    """The clip's folder must name the class its label stands for."""
+def _clip_path(path: Path, line_no: int, line: str, written_path: str, label: int,
+               class_names: Sequence[str], written_label: int | None = None) -> str:
+    """The normalised clip path of a split line, which must lie in the folder of its label's class.
+
+    The path is normalised before its folder is read, so "Drink/../Jump/x.avi"
+    counts as a Jump clip and "Drink/../../x.avi" as leaving the video
+    directory: a label can neither be contradicted nor escaped through "..".
+    ``written_label`` is the label as the file writes it, for messages.
+    """
+    written_label = label if written_label is None else written_label
+    slashed = written_path.replace("\\", "/")
+    if slashed.startswith("/") or _WINDOWS_DRIVE.match(slashed):
+        raise _bad_line(path, line_no, line, f"clip path {written_path!r} is absolute; split lists hold paths "
+                                             "relative to the video directory, as Class/clip.avi")
+    clip_id = posixpath.normpath(slashed)
+    if clip_id == ".." or clip_id.startswith("../"):
+        raise _bad_line(path, line_no, line, f"clip path {written_path!r} leads outside the dataset's video "
+                                             f"directory (it resolves to {clip_id!r})")
     if not 0 <= label < len(class_names):
         raise _bad_line(path, line_no, line, f"label {label} out of range [0, {len(class_names)})")
-    folder = clip_id.split("/")[0] if "/" in clip_id else None
-    if folder is None:
-        raise _bad_line(path, line_no, line, f"clip path {clip_id!r} has no class folder")
+    if "/" not in clip_id:
+        raise _bad_line(path, line_no, line, f"clip path {written_path!r} has no class folder")
+    folder = clip_id.split("/")[0]
     if folder not in class_names:
         raise _bad_line(path, line_no, line, f"unknown class {folder!r} (known: {', '.join(class_names)})")
     if class_names[label] != folder:
+        if clip_id != slashed:
+            raise _bad_line(path, line_no, line,
+                            f"clip path {written_path!r} resolves to {clip_id!r}, outside the folder of its "
+                            f"class {class_names[label]!r} (label {written_label})")
         raise _bad_line(path, line_no, line,
-                        f"label {label} is class {class_names[label]!r} but the clip is in folder {folder!r}")
+                        f"label {written_label} is class {class_names[label]!r} but the clip is in folder {folder!r}")
+    return clip_id
 
 
 def _check_unique(path: Path, entries: Sequence[_Entry]) -> None:
@@ -157,8 +200,7 @@ def parse_arid_list(path: Path, class_names: Sequence[str] = ARID_CLASSES) -> li
             raise _bad_line(path, line_no, line, f"expected 3 tab-separated fields (idx, label, path), got {len(fields)}")
         _parse_int(path, line_no, line, fields[0].strip(), "index")
         label = _parse_int(path, line_no, line, fields[1].strip(), "label")
-        clip_id = fields[2].strip().replace("\\", "/")
-        _check_class(path, line_no, line, clip_id, label, class_names)
+        clip_id = _clip_path(path, line_no, line, fields[2].strip(), label, class_names)
         entries.append(_Entry(clip_id, label, line_no))
     _check_unique(path, entries)
     return entries
@@ -170,18 +212,31 @@ def parse_dark48_class_index(path: Path) -> tuple[tuple[str, ...], int]:
     The ids must be consecutive from 0 or from 1; the split files use the same
     numbering, so the base found here is what is subtracted from their labels.
     """
-    ids, names = [], []
+    ids, names, line_of_id = [], [], {}
     for line_no, line in _split_lines(path):
         fields = line.split(None, 1)
         if len(fields) != 2:
             raise _bad_line(path, line_no, line, "expected 2 fields (id, class name)")
-        ids.append(_parse_int(path, line_no, line, fields[0], "class id"))
+        class_id = _parse_int(path, line_no, line, fields[0], "class id")
+        if class_id in line_of_id:
+            raise _bad_line(path, line_no, line, f"class id {class_id} is already used on line {line_of_id[class_id]}")
+        line_of_id[class_id] = line_no
+        ids.append(class_id)
         names.append(fields[1].strip())
     if not ids:
         raise DatasetError(f"{path}: class index is empty")
     base = min(ids)
-    if base not in (0, 1) or sorted(ids) != list(range(base, base + len(ids))):
-        raise DatasetError(f"{path}: class ids must be consecutive from 0 or 1, got {sorted(ids)[:_SHOWN]}...")
+    if base not in (0, 1):
+        raise DatasetError(f"{path}, line {line_of_id[base]}: class ids must be consecutive from 0 or 1, "
+                           f"but the smallest is {base}")
+    expected = set(range(base, base + len(ids)))
+    stray = sorted(set(ids) - expected)
+    if stray:
+        missing = sorted(expected - set(ids))
+        raise DatasetError(f"{path}, line {line_of_id[stray[0]]}: class ids must be consecutive from 0 or 1: "
+                           f"the {len(ids)} ids should run {base}..{base + len(ids) - 1}, but "
+                           f"{_some(stray)} {'is' if len(stray) == 1 else 'are'} listed and "
+                           f"{_some(missing)} {'is' if len(missing) == 1 else 'are'} missing")
     if len(set(names)) != len(names):
         dup = [n for n, c in collections.Counter(names).items() if c > 1]
         raise DatasetError(f"{path}: duplicate class names {dup}")
@@ -189,6 +244,10 @@ def parse_dark48_class_index(path: Path) -> tuple[tuple[str, ...], int]:
         raise DatasetError(f"{path}: Dark48 has {DARK48_NUM_CLASSES} classes, the class index lists {len(names)}")
     by_id = dict(zip(ids, names))
     return tuple(by_id[i] for i in range(base, base + len(ids))), base
+
+
+def _some(values: Sequence[int]) -> str:
+    return ", ".join(map(str, values[:_SHOWN])) + (f" (and {len(values) - _SHOWN} more)" if len(values) > _SHOWN else "")
 
 
 def parse_dark48_list(path: Path, class_names: Sequence[str], label_base: int) -> list[_Entry]:
@@ -203,8 +262,7 @@ def parse_dark48_list(path: Path, class_names: Sequence[str], label_base: int) -
         if not 0 <= label < len(class_names):
             raise _bad_line(path, line_no, line, f"label {raw} out of range [{label_base}, "
                                                  f"{label_base + len(class_names)}) of classInd.txt")
-        clip_id = fields[0].strip().replace("\\", "/")
-        _check_class(path, line_no, line, clip_id, label, class_names)
+        clip_id = _clip_path(path, line_no, line, fields[0].strip(), label, class_names, written_label=raw)
         entries.append(_Entry(clip_id, label, line_no))
     _check_unique(path, entries)
     return entries
@@ -233,7 +291,7 @@ def _find_file(root: Path, split_dir, names: Sequence[str], subdirs: Sequence[st
             if candidate.is_file():
                 return candidate
             looked.append(str(candidate))
-    raise DatasetError(f"{what} not found; looked for: {', '.join(looked)}")
+    raise ListNotFoundError(f"{what} not found; looked for: {', '.join(looked)}")
 
 
 def _find_video_dir(root: Path, video_dir, candidates: Sequence[str], entries: Sequence[_Entry],
@@ -258,26 +316,28 @@ def _find_video_dir(root: Path, video_dir, candidates: Sequence[str], entries: S
 
 def _records(entries: Sequence[_Entry], video_dir: Path, split_file: Path,
              policy: BadInputPolicy) -> tuple[list[ClipRecord], ReadReport]:
-    """Checks every listed clip on disk (existence and size only: cheap)."""
-    records, missing, empty = [], [], []
+    """Checks every listed clip on disk (a stat each, no decoding: cheap)."""
+    records, missing, empty, unusable = [], [], [], []
     for entry in entries:
         path = video_dir / entry.clip_id
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
+        problem = video_file_problem(path)
+        if problem is None:
+            records.append(ClipRecord(entry.clip_id, entry.label, str(path)))
+        elif problem == VIDEO_NOT_FOUND:
             missing.append(str(path))
-            continue
-        if size == 0:
+        elif problem == EMPTY_VIDEO:
             empty.append(str(path))
-            continue
-        records.append(ClipRecord(entry.clip_id, entry.label, str(path)))
-    report = ReadReport(str(split_file), len(entries), tuple(missing), tuple(empty))
+        else:
+            unusable.append((str(path), problem))
+    report = ReadReport(str(split_file), len(entries), tuple(missing), tuple(empty), tuple(unusable))
     if report.num_skipped and policy is BadInputPolicy.FAIL:
         parts = []
         if missing:
             parts.append(f"{len(missing)} listed videos are missing (first: {', '.join(missing[:_SHOWN])})")
         if empty:
             parts.append(f"{len(empty)} listed videos are empty, 0 bytes (first: {', '.join(empty[:_SHOWN])})")
+        if unusable:
+            parts.append(f"{len(unusable)} listed paths are not video files (first: {_quote_problems(unusable)})")
         raise DatasetError(f"{split_file}: {'; '.join(parts)}. Pass on_bad_input='skip' to drop them.")
     if report.num_skipped:
         _log.warning("skipped bad input: %s", report.summary())
@@ -407,21 +467,25 @@ class ValidationResult:
 
 
 def _decode_check(path: str) -> tuple[str, int, str | None]:
-    from data_pipelines.video_io import VideoError, decode_video
+    """(path, frames, None) if training can read every frame of the clip, else (path, 0, problem).
+
+    Reads exactly as the training loader does (the file's bytes, then
+    ``read_yuv_frames``), asking for every frame the header promises: whatever
+    frames a training epoch samples, this read would have failed first.
+    """
+    import numpy as np
+
+    from data_pipelines.frame_reader import read_yuv_frames
+    from data_pipelines.video_io import VideoError, read_video_file
 
     try:
-        return path, len(decode_video(path)), None
+        (clip,) = read_yuv_frames(read_video_file(path), lambda length: [np.arange(length)], name=path)
+        return path, len(clip), None
     except VideoError as e:
         return path, 0, str(e).removeprefix(f"{path}: ")
 
 
-def validate_dataset(dataset: str, *, root=None, split: int | None = None, subset: str = "train",
-                     num_workers: int = 0, **read_kwargs) -> ValidationResult:
-    """Reads a split (skipping missing/empty files, which are reported) and fully decodes every clip.
-
-    A one-off check of a real download; training detects decode failures lazily.
-    """
-    info, records = read_split(dataset, root=root, split=split, subset=subset, on_bad_input="skip", **read_kwargs)
+def _check_clips(info: DatasetSplitInfo, records: Sequence[ClipRecord], num_workers: int) -> ValidationResult:
     paths = [r.path for r in records]
     if num_workers > 0:
         with concurrent.futures.ProcessPoolExecutor(num_workers) as pool:
@@ -430,6 +494,7 @@ def validate_dataset(dataset: str, *, root=None, split: int | None = None, subse
         results = [_decode_check(p) for p in paths]
     report = info.report
     bad = [(p, "missing") for p in report.missing] + [(p, "empty (0 bytes)") for p in report.empty]
+    bad += list(report.unusable)
     bad += [(path, error) for path, _, error in results if error is not None]
     good = {path for path, _, error in results if error is None}
     per_class = collections.Counter(info.class_names[r.label] for r in records if r.path in good)
@@ -437,35 +502,56 @@ def validate_dataset(dataset: str, *, root=None, split: int | None = None, subse
     return ValidationResult(info, len(records), dict(per_class), tuple(bad), frames)
 
 
+def validate_dataset(dataset: str, *, root=None, split: int | None = None, subset: str = "train",
+                     num_workers: int = 0, **read_kwargs) -> ValidationResult:
+    """Reads a split (skipping missing/empty files, which are reported) and decodes every clip as training would.
+
+    A one-off check of a real download; training detects decode failures lazily.
+    A malformed split list is a ``DatasetError``, as in training.
+    """
+    info, records = read_split(dataset, root=root, split=split, subset=subset, on_bad_input="skip", **read_kwargs)
+    return _check_clips(info, records, num_workers)
+
+
+def _check(args: argparse.Namespace) -> int:
+    """``check``: 0 if every listed clip decodes, 1 if some do not; a bad list or root raises."""
+    subsets = SUBSETS[args.dataset] if args.subset == "all" else (args.subset,)
+    # Every list is read before any clip is decoded: a broken test list is
+    # reported at once, not after an hour of decoding the train clips.
+    splits, notes = [], []
+    for subset in subsets:
+        try:
+            splits.append(read_split(args.dataset, root=args.root, split=args.split, subset=subset,
+                                     on_bad_input="skip"))
+        except ListNotFoundError as e:
+            if args.subset != "all" or subset not in OPTIONAL_SUBSETS:
+                raise
+            notes.append(f"{e} (not every release has a {subset!r} list)")
+    any_bad = False
+    for info, records in splits:
+        result = _check_clips(info, records, args.workers)
+        print(result.summary(), flush=True)
+        any_bad = any_bad or bool(result.bad)
+    for note in notes:
+        print(f"note: {note}")
+    return 1 if any_bad else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_pipelines.datasets", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("check", help="decode every clip of a split and print a summary")
+    check = commands.add_parser(
+        "check", help="decode every clip of a split as training does and print a summary",
+        description="Exit status: 0 if every listed clip decodes, 1 if some are missing or do not decode, "
+                    "2 if a split list, the class index or the root cannot be used.")
     check.add_argument("--dataset", required=True, choices=DATASETS)
     check.add_argument("--root", default=None)
     check.add_argument("--split", type=int, default=None)
     check.add_argument("--subset", default="all", help="train, test, other, or all (default)")
     check.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    check.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
-    subsets = SUBSETS[args.dataset] if args.subset == "all" else (args.subset,)
-    results, errors = [], []
-    for subset in subsets:
-        try:
-            results.append(validate_dataset(args.dataset, root=args.root, split=args.split, subset=subset,
-                                            num_workers=args.workers))
-        except DatasetError as e:
-            errors.append(str(e))
-    # With --subset all, a list that is not part of this download (e.g. "other") is only a note.
-    missing_lists = [e for e in errors if "split list not found" in e]
-    if errors and (args.subset != "all" or len(missing_lists) < len(errors) or not results):
-        for error in dict.fromkeys(errors):  # a bad root fails every subset the same way
-            print(f"error: {error}", file=sys.stderr)
-        return 2
-    for result in results:
-        print(result.summary())
-    for note in missing_lists:
-        print(f"note: {note}")
-    return 1 if any(result.bad for result in results) else 0
+    return run_cli(_check, args, verbose=args.verbose)
 
 
 if __name__ == "__main__":

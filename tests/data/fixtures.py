@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Sequence
 
+import av
 import numpy as np
 
 from data_pipelines.video_io import encode_video, write_video
@@ -189,4 +190,29 @@ def write_truncated_video(path, seed: int = 0, keep_fraction: float = 0.5, **fra
     path.parent.mkdir(parents=True, exist_ok=True)
     data = encode_video(clip_frames(seed, **frame_kwargs), fps=30)
     path.write_bytes(data[: int(len(data) * keep_fraction)])
+    return path
+
+
+def write_short_stream_video(path, seed: int = 0, header_frames: int = 32, stream_frames: int = 21,
+                             **frame_kwargs) -> Path:
+    """An mp4 whose header promises ``header_frames`` but whose stream ends after ``stream_frames``.
+
+    The index (moov) is written first ("faststart"), so cutting the file at a
+    packet boundary keeps it openable with the full frame count in its header:
+    a download that stopped part way through the frame data. Every frame is
+    its own packet (no B-frames), so the cut leaves exactly ``stream_frames``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = clip_frames(seed, num_frames=header_frames, **frame_kwargs)
+    with av.open(str(path), mode="w", format="mp4", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast", "x264-params": "threads=1:bframes=0"}
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+    with av.open(str(path)) as container:
+        offsets = sorted(packet.pos for packet in container.demux(video=0) if packet.size)
+    path.write_bytes(path.read_bytes()[: offsets[stream_frames]])
     return path

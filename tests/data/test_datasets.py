@@ -188,7 +188,8 @@ def test_dark48_malformed_and_mismatched(tmp_path):
     split_file = fake.split_files["train"]
     cid = fake.subsets["train"][2][0]   # class index 2, written as label 3 (1-based)
     _rewrite_line(split_file, 3, f"{cid} 2")  # a 0-based label in a 1-based file
-    with pytest.raises(DatasetError, match=re.escape(f"{split_file}, line 3: label 1 is class 'action_01' but the "
+    # The label as the file writes it (2, 1-based), not the reader's 0-based 1.
+    with pytest.raises(DatasetError, match=re.escape(f"{split_file}, line 3: label 2 is class 'action_01' but the "
                                                      "clip is in folder 'action_02'")):
         datasets.read_dark48(tmp_path)
     _rewrite_line(split_file, 3, f"{cid} 49")
@@ -248,8 +249,10 @@ def test_validate_dataset_finds_undecodable_clips(tmp_path, capsys):
     assert sorted(p for p, _ in result.bad) == sorted(str(fake.video_path(rows[i][0])) for i in (1, 2, 3))
     assert result.per_class == {name: 1 for name in datasets.ARID_CLASSES if name not in ("Jump", "Pick", "Pour")}
     assert set(result.frame_counts) == {8}
-    # The CLI prints the same summary and fails because of the bad files.
-    assert datasets.main(["check", "--dataset", "arid10", "--root", str(tmp_path), "--workers", "0"]) == 1
+    # The CLI prints the same summary and fails because of the bad files. The tree has
+    # no test list, so only the train list is checked (a missing list is an error).
+    assert datasets.main(["check", "--dataset", "arid10", "--root", str(tmp_path), "--subset", "train",
+                          "--workers", "0"]) == 1
     out = capsys.readouterr().out
     assert "arid10 split1_train: 10 clips, 11 classes" in out and "bad videos: 3" in out
     assert f"{fake.video_path(rows[2][0])}: not a readable video" in out

@@ -229,7 +229,8 @@ def zero_dce(x: jax.Array, zero_dce_weights: str | None = None) -> jax.Array:
 
     The weights (a .npz from ``convert_zero_dce`` or ``zero_dce_train``, or its
     run directory) are read once per path and held as concrete arrays, so inside
-    a jitted step they are constants of the program, not arguments to trace.
+    a jitted step they are constants of the program, not arguments to trace. A
+    file rewritten at the same path is not re-read by the same process.
     """
     _check_frames(x, "zero_dce")
     if not zero_dce_weights:

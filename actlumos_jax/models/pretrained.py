@@ -32,19 +32,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from actlumos_jax.checkpoint_compat import CheckpointError, format_problems, path_name, shape_problems
 from actlumos_jax.models.r2plus1d import R2Plus1D, R2Plus1DSpec
 
 FORMAT = "actlumos-r2plus1d-backbone"
 FORMAT_VERSION = 1
 METADATA_FILE = "backbone.json"
 STATE_DIR = "state"
-_MAX_LISTED = 25  # a wrong-depth checkpoint mismatches hundreds of tensors
-
 Path_ = tuple[Any, ...]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint (ours or a .pth) that cannot be used as given; names the file."""
 
 
 # ----------------------------------------------------------------- flat state
@@ -63,34 +58,6 @@ def _collection(var: nnx.Variable) -> str:
     raise TypeError(f"R2Plus1D holds an unexpected variable type {type(var).__name__}")
 
 
-def path_name(path: Path_) -> str:
-    return ".".join(str(p) for p in path)
-
-
-def format_problems(where: str, problems: list[str]) -> str:
-    shown = problems[:_MAX_LISTED]
-    more = len(problems) - len(shown)
-    lines = [f"{where}: {len(problems)} mismatch(es) with the model:"] + [f"  - {p}" for p in shown]
-    if more:
-        lines.append(f"  ... and {more} more")
-    return "\n".join(lines)
-
-
-def shape_problems(
-    expected: Mapping[str, tuple[int, ...]], found: Mapping[str, tuple[int, ...]]
-) -> list[str]:
-    """Missing, unexpected and wrongly shaped entries, all of them, sorted by name."""
-    problems = []
-    for name in sorted(expected.keys() - found.keys()):
-        problems.append(f"missing {name} (expected shape {tuple(expected[name])})")
-    for name in sorted(found.keys() - expected.keys()):
-        problems.append(f"unexpected {name} (shape {tuple(found[name])})")
-    for name in sorted(expected.keys() & found.keys()):
-        if tuple(expected[name]) != tuple(found[name]):
-            problems.append(f"wrong shape for {name}: expected {tuple(expected[name])}, found {tuple(found[name])}")
-    return problems
-
-
 def fill_variables(model: nnx.Module, values: Mapping[Path_, Any], *, skip: Iterable[Path_] = ()) -> None:
     """Sets every variable of ``model`` (except ``skip``) from ``values`` (already shape-checked)."""
     skip = set(skip)
@@ -99,7 +66,7 @@ def fill_variables(model: nnx.Module, values: Mapping[Path_, Any], *, skip: Iter
             continue
         value = jnp.asarray(values[path], dtype=var.get_value().dtype)
         if value.shape != tuple(var.get_value().shape):
-            raise AssertionError(f"unchecked shape for {path_name(path)}")  # callers check first
+            raise AssertionError(f"unchecked shape for {path_name(path, '.')}")  # callers check first
         var.set_value(value)
 
 
@@ -134,7 +101,7 @@ def save_backbone(
     is stored beside the spec. An existing ``out_dir`` raises unless ``overwrite``.
     """
     out_dir = Path(out_dir).absolute()
-    abstract = [path_name(p) for p, v in flat_variables(backbone).items()
+    abstract = [path_name(p, ".") for p, v in flat_variables(backbone).items()
                 if isinstance(v.get_value(), jax.ShapeDtypeStruct)]
     if abstract:
         raise ValueError(f"cannot save {out_dir}: the backbone has unfilled (shape-only) variables, e.g. {abstract[0]}")
@@ -232,9 +199,9 @@ def load_backbone(backbone: R2Plus1D, checkpoint_dir: str | os.PathLike, *, load
 
     variables = flat_variables(backbone)
     head = {p for p in variables if p[0] == "fc"}
-    expected = {path_name(p): tuple(v.get_value().shape) for p, v in variables.items() if load_head or p not in head}
+    expected = {path_name(p, "."): tuple(v.get_value().shape) for p, v in variables.items() if load_head or p not in head}
     stored = _stored_shapes(checkpoint_dir / STATE_DIR)
-    found = {path_name(p): s for p, s in stored.items() if load_head or p[0] != "fc"}
+    found = {path_name(p, "."): s for p, s in stored.items() if load_head or p[0] != "fc"}
     problems += shape_problems(expected, found)
     if problems:
         raise CheckpointError(format_problems(str(checkpoint_dir), problems))

@@ -22,11 +22,10 @@ from absl import logging
 from flax import nnx
 from orbax.checkpoint import checkpoint_managers as policies
 
+from actlumos_jax.checkpoint_compat import CheckpointError, flat_shapes, format_problems, shape_problems
 from actlumos_jax.train.state import FrozenModel, TrainState, split_model
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used for what it is asked for."""
+__all__ = ["CheckpointError", "StageCheckpointer", "chosen_step", "load_model_variables", "read_json_item"]
 
 
 class StageCheckpointer:
@@ -77,11 +76,40 @@ class StageCheckpointer:
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         return restored.state
 
+    def restore_newest_good(self, abstract_state: TrainState, data_iterator: Any) -> tuple[int, TrainState] | None:
+        """The newest checkpoint that restores, newest first; None when there is none at all.
+
+        A damaged checkpoint (a truncated or deleted file) is named in a warning and
+        left where it is for the user to inspect; the run goes on from the one before.
+        When none restores, a CheckpointError names the newest and why it failed.
+        """
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        failures = []
+        for step in steps:
+            try:
+                return step, self.restore(step, abstract_state, data_iterator)
+            except Exception as e:  # pylint: disable=broad-except  # orbax raises many kinds for one bad file
+                failures.append((step, _first_line(e)))
+                logging.warning("checkpoint %s cannot be restored: %s", self.directory / str(step), failures[-1][1])
+                print(f"WARNING: checkpoint step {step} in {self.directory} cannot be restored "
+                      f"({failures[-1][1]}); it is left in place. Trying the one before.", flush=True)
+        if failures:
+            step, reason = failures[0]
+            raise CheckpointError(
+                f"no checkpoint in {self.directory} restores; the newest, step {step}, fails with: {reason}. "
+                "Move the directory away to start this stage afresh.")
+        return None
+
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
     def close(self) -> None:
         self.manager.close()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
 
 
 def _jsonable(tree: dict) -> dict:
@@ -125,59 +153,66 @@ def chosen_step(directory: str | Path, metric: str | None = None, mode: str = "m
     return max(scored)[1] if scored else latest
 
 
-def load_model_variables(directory: str | Path, step: int, model: nnx.Module) -> FrozenModel:
+def stored_shapes(directory: str | Path, step: int) -> dict[str, tuple[int, ...]]:
+    """Every tensor shape of a checkpoint's train state, keyed like ``flat_shapes``, read from its metadata."""
+    with _reader(Path(directory).absolute(), item_handlers={"state": ocp.PyTreeCheckpointHandler()}) as manager:
+        metadata = manager.item_metadata(step)["state"]
+    return flat_shapes(metadata) if metadata is not None else {}
+
+
+def load_model_variables(directory: str | Path, step: int, model: nnx.Module, *,
+                         fresh: tuple[str, ...] = ()) -> FrozenModel:
     """Reads params, batch statistics and rng state of ``model``'s architecture
     from a stage checkpoint, refusing one whose shapes do not match.
 
-    Used to freeze the KD teacher and to start the KD student from its SSL
-    stage; the error lists every missing, extra or mis-shaped tensor.
+    Used to freeze the KD teacher and to start a student from its SSL stage;
+    the error lists every missing, extra or mis-shaped tensor. Variables under
+    the top-level modules named in ``fresh`` (e.g. ``("head",)`` for another
+    number of classes) are neither checked nor loaded: they keep ``model``'s values.
     """
     directory = Path(directory).absolute()
     _, params, batch_stats, rngs = split_model(model)
-    with _reader(directory, item_handlers={"state": ocp.PyTreeCheckpointHandler()}) as manager:
-        metadata = manager.item_metadata(step)["state"]
-        if metadata is None:
-            raise CheckpointError(f"{directory / str(step)} holds no train state")
-        wanted = {"params": params, "batch_stats": batch_stats}
-        _check_compatible(directory / str(step), metadata, wanted)
-        restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray), metadata)
-        raw = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.PyTreeRestore(restore_args=restore_args)))["state"]
-    return FrozenModel(_fill(params, raw["params"]), _fill(batch_stats, raw["batch_stats"]), rngs)
+    try:
+        with _reader(directory, item_handlers={"state": ocp.PyTreeCheckpointHandler()}) as manager:
+            metadata = manager.item_metadata(step)["state"]
+            if metadata is None:
+                raise CheckpointError(f"{directory / str(step)} holds no train state")
+            wanted = {"params": params, "batch_stats": batch_stats}
+            _check_compatible(directory / str(step), metadata, wanted, fresh)
+            restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray), metadata)
+            raw = manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.PyTreeRestore(restore_args=restore_args)))["state"]
+    except CheckpointError:
+        raise
+    except Exception as e:  # pylint: disable=broad-except  # a damaged file: name it, not orbax's internals
+        raise CheckpointError(f"{directory / str(step)} cannot be read ({_first_line(e)})") from e
+    return FrozenModel(_fill(params, raw["params"], fresh), _fill(batch_stats, raw["batch_stats"], fresh), rngs)
 
 
-def _flat(tree) -> dict[str, tuple]:
-    out = {}
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        keys = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
-        if keys and keys[-1] == "value":
-            keys = keys[:-1]
-        out["/".join(keys)] = tuple(np.shape(leaf)) if not hasattr(leaf, "shape") else tuple(leaf.shape)
-    return out
+def _is_fresh(name: str, fresh: tuple[str, ...]) -> bool:
+    return name.split("/", 1)[0] in fresh
 
 
-def _check_compatible(where: Path, metadata, wanted: dict) -> None:
+def _check_compatible(where: Path, metadata, wanted: dict, fresh: tuple[str, ...] = ()) -> None:
     problems = []
     for group, state in wanted.items():
         if group not in metadata:
             problems.append(f"no '{group}' in the checkpoint")
             continue
-        have, want = _flat(metadata[group]), _flat(state)
-        missing = sorted(set(want) - set(have))
-        extra = sorted(set(have) - set(want))
-        shaped = sorted(k for k in set(want) & set(have) if want[k] != have[k])
-        problems += [f"missing {group}/{k} {want[k]}" for k in missing]
-        problems += [f"unexpected {group}/{k} {have[k]}" for k in extra]
-        problems += [f"{group}/{k}: checkpoint {have[k]} vs model {want[k]}" for k in shaped]
+        have = {k: v for k, v in flat_shapes(metadata[group]).items() if not _is_fresh(k, fresh)}
+        want = {k: v for k, v in flat_shapes(state).items() if not _is_fresh(k, fresh)}
+        problems += [f"{group}/{p}" for p in shape_problems(want, have)]
     if problems:
-        shown = "\n  ".join(problems[:25]) + (f"\n  ... and {len(problems) - 25} more" if len(problems) > 25 else "")
-        raise CheckpointError(
-            f"checkpoint {where} does not fit this model's architecture ({len(problems)} problems):\n  {shown}")
+        raise CheckpointError(format_problems(f"checkpoint {where} does not fit this model's architecture", problems))
 
 
-def _fill(state: nnx.State, raw: dict) -> nnx.State:
-    pure = jax.tree.map(lambda x: x, raw, is_leaf=lambda x: isinstance(x, dict) and set(x) == {"value"})
-    pure = jax.tree.map(lambda x: x["value"] if isinstance(x, dict) else x, pure,
+def _fill(state: nnx.State, raw: dict, fresh: tuple[str, ...] = ()) -> nnx.State:
+    """Replaces ``state``'s values by the checkpoint's (stored as ``{"value": array}`` leaves)."""
+    pure = jax.tree.map(lambda x: x["value"] if isinstance(x, dict) else x, raw,
                         is_leaf=lambda x: isinstance(x, dict) and set(x) == {"value"})
+    current = nnx.to_pure_dict(state)
+    for name in fresh:
+        if name in current:
+            pure[name] = current[name]
     nnx.replace_by_pure_dict(state, pure)
     return state

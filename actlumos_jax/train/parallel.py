@@ -19,6 +19,8 @@ import numpy as np
 from absl import logging
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
+from actlumos_jax.checkpoint_compat import path_name
+
 DATA_AXIS = "data"
 
 
@@ -66,10 +68,6 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def _path_name(path) -> str:
-    return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
-
-
 def sharding_from_rules(tree: Any, mesh: Mesh, rules: Sequence[tuple[str, str]]) -> Any:
     """Shardings for every leaf of ``tree`` from (regex, spec) rules, first match wins.
 
@@ -82,7 +80,7 @@ def sharding_from_rules(tree: Any, mesh: Mesh, rules: Sequence[tuple[str, str]])
     data_size = mesh.shape[DATA_AXIS]
 
     def leaf_sharding(path, leaf):
-        name = _path_name(path)
+        name = path_name(path)
         for pattern, spec in compiled:
             if pattern.search(name):
                 if spec == "replicated":

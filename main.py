@@ -26,6 +26,12 @@ _VERBOSE = flags.DEFINE_bool("verbose", False, "Keep library INFO logs (orbax, g
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from data_pipelines.bad_input import run_cli  # pylint: disable=g-import-not-at-top
+
+    sys.exit(run_cli(_run, verbose=_VERBOSE.value))
+
+
+def _run() -> int:
     # Imported after flag parsing so --help stays fast.
     import jax
 
@@ -37,27 +43,35 @@ def main(argv):
     # Every compile, however small: a run's eager set-up ops cost ~0.5 s each to compile on a small CPU.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
-    from actlumos_jax.train import parallel, pipeline
-    from actlumos_jax.train.loop import run_stage
+    from actlumos_jax.train import loop, parallel, pipeline
+    from actlumos_jax.train.stages import make_stage
 
-    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     config = _CONFIG.value
     base.validate(config)
-    for stage_config in (config.get("prerequisites") or {}).values():
-        base.validate(stage_config)
+    if "prerequisites" in config:
+        base.validate_pipeline(config)
+    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     workdir = _WORKDIR.value or f"workdirs/{config.dataset.name}-{config.size}"
     _warn_if_paper_size_from_scratch(config)
-    logging.info("%d devices on %d processes; workdir %s", jax.device_count(), jax.process_count(), workdir)
+    if jax.process_index() == 0:
+        print(f"{jax.device_count()} devices on {jax.process_count()} processes; workdir {workdir}", flush=True)
 
-    if config.stage == "kd" and "prerequisites" in config:
-        results = pipeline.run_kd_pipeline(config, workdir)
-        if jax.process_index() == 0:
-            print(pipeline.summary_table(results, config.dataset.name,
-                                         pipeline.teacher_title(config.prerequisites.teacher)), flush=True)
-    else:
-        result = run_stage(config, workdir)
-        if jax.process_index() == 0:
-            print(f"{result.stage}: {result.metrics}", flush=True)
+    try:
+        if config.stage == "kd" and "prerequisites" in config:
+            results = pipeline.run_kd_pipeline(config, workdir)
+            if jax.process_index() == 0:
+                protocol = loop.protocol(config, make_stage(config))
+                print(pipeline.summary_table(results, config.dataset.name, protocol), flush=True)
+        else:
+            result = loop.run_stage(config, workdir)
+            if jax.process_index() == 0:
+                print(f"{result.stage}: {result.metrics}", flush=True)
+    except (loop.NonFiniteLossError, loop.Preempted) as e:
+        if _VERBOSE.value:
+            raise
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 3
+    return 0
 
 
 def _warn_if_paper_size_from_scratch(config) -> None:

@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = (("teacher", "Teacher: DFF + SupCon (dark + retinex)"), ("ssl_only_student", "Student: SSL only (dark)"),
-          ("kd_student", "Student: SSL + KD (dark)"))
+STAGES = ("teacher", "ssl_only_student", "kd_only_student", "kd_student")
 
 
 def run_seed(seed: int, out: Path, extra: list[str]) -> float | None:
@@ -48,7 +47,7 @@ def run_seed(seed: int, out: Path, extra: list[str]) -> float | None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--out", default="bench/results/demo_seeds")
+    parser.add_argument("--out", default="bench/results/demo_seeds_val")
     parser.add_argument("extra", nargs="*", help="more main.py flags, after --")
     args = parser.parse_args()
     out = Path(args.out)
@@ -58,30 +57,34 @@ def main():
         seconds = run_seed(seed, out, args.extra)
         print(f"seed {seed}: " + (f"{seconds:.0f} s" if seconds is not None else "done before"), flush=True)
     results = {name: [json.loads((out / f"seed{s}" / name / "final_metrics.json").read_text()) for s in seeds]
-               for name, _ in STAGES}
+               for name in STAGES if (out / f"seed{seeds[0]}" / name / "final_metrics.json").is_file()}
     walls = [float((out / f"seed{s}" / "wall_seconds.txt").read_text()) for s in seeds
              if (out / f"seed{s}" / "wall_seconds.txt").is_file()]
-    clips = results["teacher"][0]["metrics"]["val_clips"]
+    clips = results["teacher"][0]["metrics"]["test_clips"]
     lines = [f"| Model | Params (M) | Top-1 | Top-5 |", "|---|---|---|---|"]
     top1 = {}
-    for name, title in STAGES:
-        rs = results[name]
-        t1 = np.array([r["metrics"]["val_top1"] for r in rs])
-        t5 = np.array([r["metrics"]["val_top5"] for r in rs])
+    for name, rs in results.items():
+        title = rs[0]["title"]
+        t1 = np.array([r["metrics"]["test_top1"] for r in rs])
+        t5 = np.array([r["metrics"]["test_top5"] for r in rs])
         top1[name] = t1
         lines.append(f"| {title} | {rs[0]['parameters'] / 1e6:.2f} | {t1.mean():.1f} ± {t1.std(ddof=1):.1f} | "
                      f"{t5.mean():.1f} ± {t5.std(ddof=1):.1f} |")
     lines += ["", f"{len(seeds)} seeds ({args.seeds}), mean ± sample std; {clips:.0f} test clips of split 1, "
-              f"chance {100 / 11:.1f} %. Per seed (teacher / SSL-only / SSL+KD): " +
-              "; ".join(f"{a:.1f} / {b:.1f} / {c:.1f}" for a, b, c in zip(*top1.values())) + "."]
-    a, b = top1["kd_student"], top1["ssl_only_student"]
-    se_seed = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
-    pa, pb = a.mean() / 100, b.mean() / 100
-    se_clip = 100 * np.sqrt((pa * (1 - pa) + pb * (1 - pb)) / clips)
-    se_paired = (a - b).std(ddof=1) / np.sqrt(len(a))
-    lines.append(f"SSL+KD minus SSL-only: {a.mean() - b.mean():+.1f} points (per seed "
-                 f"{', '.join(f'{d:+.1f}' for d in a - b)}); SE over seeds {se_seed:.1f}, paired by seed "
-                 f"{se_paired:.1f}, over test clips (unpaired bound) {se_clip:.1f}.")
+              f"chance {100 / 11:.1f} %. Protocol: {results['teacher'][0].get('protocol', 'unrecorded')}. "
+              f"Per seed ({' / '.join(results)}): "
+              + "; ".join(" / ".join(f"{v:.1f}" for v in row) for row in zip(*top1.values())) + "."]
+    for other in ("ssl_only_student", "kd_only_student"):
+        if other not in top1:
+            continue
+        a, b = top1["kd_student"], top1[other]
+        se_seed = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+        pa, pb = a.mean() / 100, b.mean() / 100
+        se_clip = 100 * np.sqrt((pa * (1 - pa) + pb * (1 - pb)) / clips)
+        se_paired = (a - b).std(ddof=1) / np.sqrt(len(a))
+        lines.append(f"SSL+KD minus {other}: {a.mean() - b.mean():+.1f} points (per seed "
+                     f"{', '.join(f'{d:+.1f}' for d in a - b)}); SE over seeds {se_seed:.1f}, paired by seed "
+                     f"{se_paired:.1f}, over test clips (unpaired bound) {se_clip:.1f}.")
     if walls:
         lines.append(f"Wall time per run: {', '.join(f'{w / 60:.1f}' for w in walls)} min.")
     table = "\n".join(lines)

@@ -136,10 +136,10 @@ def main():
 
     import ml_collections  # pylint: disable=g-import-not-at-top
 
-    from actlumos_jax.train import checkpointing, input_pipeline, loop  # pylint: disable=g-import-not-at-top
+    from actlumos_jax.train import checkpointing, input_pipeline, loop, warm_start  # pylint: disable=g-import-not-at-top
     from bench.teacher_ablation import clips_of, make_forward, predict  # pylint: disable=g-import-not-at-top
 
-    if loop.stage_finished(args.workdir) is None:
+    if warm_start.stage_finished(args.workdir) is None:
         from configs import teacher  # pylint: disable=g-import-not-at-top
 
         config = teacher.get_config("size=tiny")
@@ -152,7 +152,7 @@ def main():
     if not config.model.fusion.startswith("dff"):
         raise SystemExit(f"error: {args.workdir} holds a {config.model.fusion!r} teacher, which has no gate")
     data = input_pipeline.read_stage_data(config)
-    graphdef, variables, _ = loop.load_teacher(args.workdir, data.info.num_classes)  # the same final step
+    graphdef, variables, _ = warm_start.load_teacher(args.workdir, data.info.num_classes)  # the checkpoint its stage chose
     videos, _ = clips_of(config, data, "test")
     _, weights = predict(make_forward(graphdef, config, False), variables, videos, np.arange(len(videos)), 32)
     out = Path(args.out)

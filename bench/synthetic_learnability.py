@@ -34,7 +34,7 @@ from actlumos_jax.models import build_model
 from actlumos_jax.train import optim
 from actlumos_jax.train.state import create_train_state, model_from_state
 from actlumos_jax.train.steps import make_train_step
-from actlumos_jax.train.tasks import make_task
+from actlumos_jax.train.stages import make_stage
 from configs import kd_student
 from data_pipelines import synthetic, transforms
 from data_pipelines.datasets import read_arid10
@@ -79,7 +79,7 @@ def train_and_eval(condition, config, train, test, *, steps, batch_size, seed):
     """Trains with the library's own train step (the KD task with kd_weight 0: CE only)."""
     (x_train, y_train, _, _), (x_test, y_test, luma_test, event_test) = train, test
     x_train, x_test = condition_inputs(x_train, condition), condition_inputs(x_test, condition)
-    task = make_task(config)
+    task = make_stage(config)
     model = build_model(config.model, 11, kind="student", rngs=nnx.Rngs(seed, dropout=seed + 1, mask=seed + 2))
     tx, plateau_tx = optim.make_optimizer(config.optim, steps), optim.plateau_transform(config.optim)
     graphdef, state = create_train_state(model, tx, plateau_tx)
@@ -90,7 +90,7 @@ def train_and_eval(condition, config, train, test, *, steps, batch_size, seed):
     def predict(state, video):
         model = model_from_state(graphdef, state)
         model.eval()
-        return task.logits(model, {"video": video}, None).argmax(-1)
+        return task.logits(model, {"video": video}).argmax(-1)
 
     crop = config.data.crop
     height, width = x_train.shape[2:4]

@@ -34,8 +34,8 @@ import numpy as np
 from flax import nnx
 
 from actlumos_jax.models import STREAM_NORMS
-from actlumos_jax.train import checkpointing, input_pipeline, loop
-from actlumos_jax.train.tasks import teacher_streams
+from actlumos_jax.train import checkpointing, input_pipeline, loop, warm_start
+from actlumos_jax.train.stages import teacher_streams
 from bench import gate_vs_light
 from configs import teacher as teacher_config
 
@@ -92,9 +92,8 @@ def clips_of(config, data, subset: str):
     records = data.train if subset == "train" else data.test
     loader_config = config.copy_and_resolve_references()
     loader_config.eval.batch_size = 32
-    eval_data = input_pipeline.StageData(data.info, records, records)
     videos, labels = [], []
-    for batch in input_pipeline.make_eval_loader(loader_config, eval_data):
+    for batch in input_pipeline.make_eval_loader(loader_config, records, data.info, "supervised"):
         keep = batch["mask"].astype(bool)
         videos.append(batch["video"][keep])
         labels.append(batch["label"][keep])
@@ -119,7 +118,7 @@ def predict(forward, variables, videos: np.ndarray, order: np.ndarray, batch: in
 
 def diagnostics(config, workdir: Path) -> dict:
     data = input_pipeline.read_stage_data(config)
-    graphdef, variables, _ = loop.load_teacher(workdir, data.info.num_classes)  # its final checkpoint
+    graphdef, variables, _ = warm_start.load_teacher(workdir, data.info.num_classes)  # the checkpoint its stage chose
     running, batch_stats = make_forward(graphdef, config, False), make_forward(graphdef, config, True)
     result = {"step": checkpointing.chosen_step(workdir / "checkpoints")}
     mixed = np.random.default_rng(0)
@@ -192,7 +191,7 @@ def main():
                 continue
             result = loop.run_stage(config, workdir)
             row = {"name": name, "fusion": fusion, "stream_norm": stream_norm, "seed": seed, "overrides": args.set,
-                   "fingerprint": key, "workdir": str(workdir), "test_top1": result.metrics["val_top1"],
+                   "fingerprint": key, "workdir": str(workdir), "test_top1": result.metrics["test_top1"],
                    "test_clips": result.metrics["val_clips"], **diagnostics(config, workdir)}
             print(json.dumps(row), flush=True)
             with rows_path.open("a") as f:

@@ -26,12 +26,12 @@ import numpy as np
 
 
 def per_clip_correct(row: dict) -> list[int]:
-    from actlumos_jax.train import input_pipeline, loop  # pylint: disable=g-import-not-at-top
+    from actlumos_jax.train import input_pipeline, warm_start  # pylint: disable=g-import-not-at-top
     from bench.teacher_ablation import clips_of, make_forward, predict, run_config  # pylint: disable=g-import-not-at-top
 
     config = run_config(row["fusion"], row["stream_norm"], row["seed"], row["overrides"])
     data = input_pipeline.read_stage_data(config)
-    graphdef, variables, _ = loop.load_teacher(row["workdir"], data.info.num_classes)  # its final checkpoint
+    graphdef, variables, _ = warm_start.load_teacher(row["workdir"], data.info.num_classes)  # the checkpoint its stage chose
     videos, labels = clips_of(config, data, "test")
     logits, _ = predict(make_forward(graphdef, config, False), variables, videos, np.arange(len(videos)), 32)
     correct = (logits.argmax(-1) == labels).astype(int).tolist()

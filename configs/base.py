@@ -13,6 +13,8 @@ wrongly typed values are rejected by ml_collections, bad choices by `validate`.
 import ml_collections
 
 from actlumos_jax.models import FUSIONS, STREAM_NORMS, default_model_config
+from actlumos_jax.train import stages
+from data_pipelines.bad_input import InputError
 
 DATASETS = ("synthetic", "arid10", "arid15", "dark48")
 SIZES = ("tiny", "paper")
@@ -25,9 +27,9 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     for item in filter(None, (arg or "").split(",")):
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"config arg {item!r} is not key=value (in {arg!r})")
+            raise InputError(f"config arg {item!r} is not key=value (in {arg!r})")
         if key not in defaults:
-            raise ValueError(f"unknown config arg {key!r}; known: {sorted(defaults)}")
+            raise InputError(f"unknown config arg {key!r}; known: {sorted(defaults)}")
         parsed[key] = _typed(key, value, defaults[key])
     return ml_collections.ConfigDict(parsed)
 
@@ -35,13 +37,13 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
 def _typed(key: str, value: str, default):
     if isinstance(default, bool):  # bool("False") would be True
         if value.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"config arg {key}={value!r} is not a boolean (true/false)")
+            raise InputError(f"config arg {key}={value!r} is not a boolean (true/false)")
         return value.lower() in ("true", "1")
     try:
         return type(default)(value)
     except ValueError:
         kind = {int: "an integer", float: "a number"}.get(type(default), type(default).__name__)
-        raise ValueError(f"config arg {key}={value!r} is not {kind}") from None
+        raise InputError(f"config arg {key}={value!r} is not {kind}") from None
 
 
 def size_of(arg: str | None) -> str:
@@ -51,9 +53,9 @@ def size_of(arg: str | None) -> str:
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     a = parse_arg(arg, **ARG_DEFAULTS)
     if a.dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {a.dataset!r}")
+        raise InputError(f"dataset must be one of {DATASETS}, got {a.dataset!r}")
     if a.size not in SIZES:
-        raise ValueError(f"size must be one of {SIZES}, got {a.size!r}")
+        raise InputError(f"size must be one of {SIZES}, got {a.size!r}")
     c = ml_collections.ConfigDict()
     c.size = a.size  # tiny | paper: names the default workdir, and paper without IG-65M weights is warned of
     c.stage = "teacher"
@@ -62,8 +64,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     # source: "files" reads the videos named by the split lists; "tfds" reads an array_record
     # copy (built from `root` on first use) from tfds_data_dir through tfds.data_source.
+    # val_fraction: the share of the training actors held out as the validation split, which
+    # chooses checkpoints and drives the plateau schedule (never the test split); val_seed draws them.
     c.dataset = dict(name=a.dataset, root=a.root, split=a.split, synthetic_preset=a.preset,
-                     synthetic_seed=0, on_bad_input="fail", source="files", tfds_data_dir="")
+                     synthetic_seed=0, on_bad_input="fail", source="files", tfds_data_dir="",
+                     val_fraction=0.2, val_seed=0)
 
     # interpolation: "bilinear" as the reference; "area" box-filters shrinks (see data_pipelines/transforms.py).
     c.data = dict(num_frames=64, frame_stride=1, resize=(128, 170), crop=112, interpolation="bilinear",
@@ -83,7 +88,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # class_balanced: batches of batch_size / clips_per_class classes x clips_per_class clips.
     c.train = dict(batch_size=8, epochs=50, num_steps=0, class_balanced=False, clips_per_class=2)
     # num_workers: -1 uses data.num_workers; 0 decodes in the training process.
-    c.eval = dict(batch_size=0, every_epochs=1, num_workers=-1)
+    # select: the checkpoint scored on the test split, "best" on validation or the "last".
+    c.eval = dict(batch_size=0, every_epochs=1, num_workers=-1, select="best")
     c.checkpoint = dict(every_steps=500, keep_best=2, async_save=True)
     c.mesh = dict(num_devices=-1, rules=[])
     # backbone_checkpoint: a converted IG-65M backbone; backbone_from_teacher: a teacher workdir.
@@ -142,21 +148,36 @@ def validate(c: ml_collections.ConfigDict) -> None:
         ("data.interpolation", c.data.interpolation, ("bilinear", "area")),
         ("ssl.variant", c.ssl.variant, ("spatiotemporal", "spatial", "temporal")),
         ("ssl.unlabeled_pool", c.ssl.unlabeled_pool, ("train", "train_and_test")),
-        ("stage", c.stage, ("teacher", "ssl", "kd")),
+        ("stage", c.stage, stages.NAMES),
+        ("eval.select", c.eval.select, ("best", "last")),
         ("model.fusion", c.model.fusion, FUSIONS),
         ("model.stream_norm", c.model.stream_norm, STREAM_NORMS),
     ]
     for name, value, choices in checks:
         if value not in choices:
-            raise ValueError(f"config.{name} must be one of {choices}, got {value!r}")
+            raise InputError(f"config.{name} must be one of {choices}, got {value!r}")
     prebuilt = c.dataset.source == "tfds" and c.dataset.tfds_data_dir
     if c.dataset.name != "synthetic" and not c.dataset.root and not prebuilt:
-        raise ValueError(f"dataset {c.dataset.name!r} needs its root: add root=/path/to/it to the config arg "
+        raise InputError(f"dataset {c.dataset.name!r} needs its root: add root=/path/to/it to the config arg "
                          "or set --config.dataset.root")
     if c.eval.num_workers < -1:
-        raise ValueError(f"config.eval.num_workers must be -1 (data.num_workers) or >= 0, got {c.eval.num_workers}")
+        raise InputError(f"config.eval.num_workers must be -1 (data.num_workers) or >= 0, got {c.eval.num_workers}")
     if c.train.batch_size < 1 or c.train.epochs < 0 or c.train.num_steps < 0:
-        raise ValueError("config.train: batch_size must be >= 1, epochs and num_steps >= 0")
+        raise InputError("config.train: batch_size must be >= 1, epochs and num_steps >= 0")
+    if not 0 <= c.dataset.val_fraction < 1:
+        raise InputError(f"config.dataset.val_fraction must be in [0, 1), got {c.dataset.val_fraction}")
+    if c.dataset.val_fraction == 0 and (c.eval.select == "best" or c.optim.schedule == "plateau"):
+        raise InputError("config.dataset.val_fraction=0 leaves no validation split, so nothing may select on it: "
+                         "set config.eval.select=last and a schedule other than plateau, or keep a validation split")
     if c.train.class_balanced and c.train.batch_size % c.train.clips_per_class:
-        raise ValueError(f"config.train.batch_size={c.train.batch_size} is not a multiple of "
+        raise InputError(f"config.train.batch_size={c.train.batch_size} is not a multiple of "
                          f"config.train.clips_per_class={c.train.clips_per_class}")
+
+
+def validate_pipeline(c: ml_collections.ConfigDict) -> None:
+    """A top-level key of the KD pipeline that its stages would silently ignore is refused."""
+    if c.init.backbone_checkpoint and not c.pipeline.kd_only_baseline:
+        raise InputError(
+            "config.init.backbone_checkpoint would be overwritten by the SSL student's weights: set "
+            "config.prerequisites.teacher.init.backbone_checkpoint and config.prerequisites.ssl.init.backbone_checkpoint "
+            "(it is read at the top level only by the KD-only student, pipeline.kd_only_baseline=True)")

@@ -262,6 +262,10 @@ class VideoDataSource:
             self._labels = np.asarray([int(self._source[i]["label"]) for i in range(len(self))], np.int64)
         return self._labels
 
+    def clip_ids(self) -> list[str]:
+        """Every clip's id (reads each record once; the validation carve groups clips by actor)."""
+        return [self._source[i]["clip_id"].decode("utf-8") for i in range(len(self))]
+
     def __repr__(self) -> str:
         return f"VideoDataSource({self.split_info.dataset} {self.split_info.split}, {len(self)} clips)"
 

@@ -197,12 +197,16 @@ def apply_crop(draw: CropDraw, output_hw: tuple[int, int], *clips: np.ndarray,
 def normalize(x_uint8, dtype=None):
     """uint8 RGB (..., 3) to IG-65M-normalised floats (default float32); meant
     to run on device inside the jitted step."""
+    return standardize(to_unit_range(x_uint8), dtype)
+
+
+def standardize(x01, dtype=None):
+    """[0, 1] RGB floats (..., 3), e.g. enhanced frames, to the IG-65M normalisation."""
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top  # keeps jax out of loader workers
     dtype = jnp.float32 if dtype is None else dtype
-    x = x_uint8.astype(jnp.float32) / 255.0
     mean = jnp.asarray(IG65M_MEAN, jnp.float32)
     std = jnp.asarray(IG65M_STD, jnp.float32)
-    return ((x - mean) / std).astype(dtype)
+    return ((x01.astype(jnp.float32) - mean) / std).astype(dtype)
 
 
 def to_unit_range(x_uint8, dtype=None):

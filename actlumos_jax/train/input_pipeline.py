@@ -15,24 +15,22 @@ from typing import Any, Sequence
 import ml_collections
 import numpy as np
 
-from data_pipelines import datasets, loader
+from data_pipelines import datasets, loader, validation
 from data_pipelines.bad_input import DatasetError
 from data_pipelines.records import ClipRecord, SplitInfo
-
-# Which batch entries each stage's step reads; the rest stay on the host.
-STAGE_KEYS = {
-    "teacher": ("video", "label", "mask"),
-    "kd": ("video", "label", "mask"),
-    "ssl": ("fast", "slow", "label", "mask"),
-}
 
 
 @dataclasses.dataclass
 class StageData:
-    """One split's clips: ``ClipRecord``s read from the files, or TFDS array_record sources."""
+    """One split's clips: ``ClipRecord``s read from the files, or TFDS array_record sources.
+
+    ``val`` is carved from the official training clips by actor (None when
+    ``dataset.val_fraction`` is 0); ``train`` is what remains of them.
+    """
 
     info: SplitInfo
     train: Sequence[ClipRecord] | Any
+    val: Sequence[ClipRecord] | Any | None
     test: Sequence[ClipRecord] | Any
 
 
@@ -48,10 +46,10 @@ def read_stage_data(config: ml_collections.ConfigDict) -> StageData:
         test_info, test = datasets.read_split(ds.name, subset="test", **kwargs)
         if test_info.class_names != info.class_names:
             raise ValueError(f"{ds.name}: train and test splits disagree on the classes")
-    if config.stage == "ssl" and config.ssl.unlabeled_pool == "train_and_test":
-        # The paper's transductive pool: every clip, labels unused.
-        train = train + test if isinstance(train, list) else loader.ConcatSource([train, test])
-    return StageData(info, train, test)
+    val = None
+    if ds.val_fraction > 0:
+        train, val = validation.split_off_validation(train, ds.val_fraction, ds.val_seed)
+    return StageData(info, train, val, test)
 
 
 def tfds_data_dir(ds: ml_collections.ConfigDict) -> Path:
@@ -85,19 +83,16 @@ def _read_tfds(ds: ml_collections.ConfigDict, split: int | None):
     return train.split_info, train, test
 
 
-def make_train_loader(config: ml_collections.ConfigDict, data: StageData):
-    mode = {"teacher": "balanced" if config.train.class_balanced else "supervised",
-            "ssl": "ssl", "kd": "supervised"}[config.stage]
-    return loader.make_loader(data.train, data.info, train=True, mode=mode, **_loader_kwargs(config))
+def make_train_loader(config: ml_collections.ConfigDict, source: Any, info: SplitInfo, mode: str):
+    return loader.make_loader(source, info, train=True, mode=mode, **_loader_kwargs(config))
 
 
-def make_eval_loader(config: ml_collections.ConfigDict, data: StageData):
-    mode = "ssl" if config.stage == "ssl" else "supervised"
+def make_eval_loader(config: ml_collections.ConfigDict, source: Any, info: SplitInfo, mode: str):
     kwargs = _loader_kwargs(config)
     kwargs["global_batch_size"] = config.eval.batch_size or config.train.batch_size
     if config.eval.num_workers >= 0:
         kwargs["num_workers"] = config.eval.num_workers
-    return loader.make_loader(data.test, data.info, train=False, mode=mode, num_epochs=1, **kwargs)
+    return loader.make_loader(source, info, train=False, mode=mode, num_epochs=1, **kwargs)
 
 
 def _loader_kwargs(config) -> dict[str, Any]:
@@ -127,6 +122,6 @@ class ConsumedState:
         return json.dumps(self._prefetcher.get_state()).encode()
 
 
-def step_inputs(batch: dict, stage: str) -> tuple[dict, int]:
-    """The entries the stage's step reads, and the number of clips the loader skipped."""
-    return {k: batch[k] for k in STAGE_KEYS[stage]}, int(np.sum(batch.get("skipped", 0)))
+def step_inputs(batch: dict, keys: Sequence[str]) -> tuple[dict, int]:
+    """The entries a stage's step reads (the rest stay on the host), and the number of clips the loader skipped."""
+    return {k: batch[k] for k in keys}, int(np.sum(batch.get("skipped", 0)))

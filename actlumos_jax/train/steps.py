@@ -2,8 +2,8 @@
 
 ``train_step(state, batch, teacher_vars) -> (state, metrics)`` and
 ``eval_step(state, batch, teacher_vars) -> sums`` are pure functions; the
-stages differ only in the `Task` they close over. `jit_steps` compiles them
-with explicit in/out shardings and a donated state.
+stages differ only in the `Stage` they close over (``stages/``). `jit_steps`
+compiles them with explicit in/out shardings and a donated state.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from actlumos_jax import losses
 from actlumos_jax.train import optim
 from actlumos_jax.train.state import FrozenModel, TrainState, merge_model, split_model
-from actlumos_jax.train.tasks import Task
+from actlumos_jax.train.stages import Stage
 
 StepFn = Callable[[TrainState, Any, FrozenModel | None], tuple[TrainState, dict]]
 
@@ -31,7 +30,7 @@ def _teacher(teacher_graphdef, teacher_vars: FrozenModel | None):
     return teacher
 
 
-def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, task: Task,
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, stage: Stage,
                     learning_rate_fn: Callable[[jax.Array, Any], jax.Array],
                     teacher_graphdef: nnx.GraphDef | None = None) -> StepFn:
     def train_step(state: TrainState, batch, teacher_vars: FrozenModel | None):
@@ -40,7 +39,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, ta
         def loss_fn(params):
             model = merge_model(graphdef, params, state.batch_stats, state.rngs)
             model.train()
-            loss, metrics = task.loss(model, batch, teacher)
+            loss, metrics = stage.loss(model, batch, teacher)
             _, _, batch_stats, rngs = split_model(model)
             return loss, (metrics, batch_stats, rngs)
 
@@ -57,26 +56,13 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, ta
     return train_step
 
 
-def make_eval_step(graphdef: nnx.GraphDef, task: Task, teacher_graphdef: nnx.GraphDef | None = None) -> StepFn:
-    """Returns sums over the valid (mask=True) samples, so padded batches give exact means."""
+def make_eval_step(graphdef: nnx.GraphDef, stage: Stage, teacher_graphdef: nnx.GraphDef | None = None) -> StepFn:
+    """The stage's masked sums over the valid (mask=True) clips, so padded batches give exact means."""
 
     def eval_step(state: TrainState, batch, teacher_vars: FrozenModel | None):
-        teacher = _teacher(teacher_graphdef, teacher_vars)
         model = merge_model(graphdef, state.params, state.batch_stats, state.rngs)
         model.eval()
-        mask = batch["mask"].astype(bool)
-        count = mask.sum().astype(jnp.float32)
-        if task.logits is None:  # SSL: validation InfoNCE on the held-out views.
-            loss, _ = task.loss(model, batch, teacher)
-            return {"loss_sum": loss * count, "count": count}
-        logits = task.logits(model, batch, teacher)
-        labels = batch["label"]
-        return {
-            "loss_sum": losses.cross_entropy(logits, labels, mask=mask) * count,
-            "top1_correct": losses.topk_correct(logits, labels, 1, mask=mask),
-            "top5_correct": losses.topk_correct(logits, labels, min(5, logits.shape[-1]), mask=mask),
-            "count": count,
-        }
+        return stage.eval_sums(model, batch, _teacher(teacher_graphdef, teacher_vars))
 
     return eval_step
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from actlumos_jax.train import input_pipeline
+from actlumos_jax.train.stages import make_stage
 from configs import base
 from tests.train.helpers import tiny_config
 
@@ -11,7 +12,7 @@ from tests.train.helpers import tiny_config
 def _eval_clips(config, data):
     """(label, pixel sum) of every real clip the eval loader yields, sorted: order-free identity."""
     seen = []
-    for batch in input_pipeline.make_eval_loader(config, data):
+    for batch in input_pipeline.make_eval_loader(config, data.test, data.info, "supervised"):
         for video, label, real in zip(batch["video"], batch["label"], batch["mask"]):
             if real:
                 seen.append((int(label), int(video.astype(np.int64).sum())))
@@ -35,20 +36,23 @@ def test_tfds_source_builds_once_and_matches_the_files(tfds_dir):
 
 
 def test_tfds_source_feeds_balanced_and_transductive_ssl_loaders(tfds_dir):
+    # No validation carve: the tiny preset's 2 training actors give each class the 2 clips a group needs.
     balanced = tiny_config("teacher", **{"dataset.source": "tfds", "dataset.tfds_data_dir": tfds_dir,
-                                         "train.class_balanced": True, "train.batch_size": 4})
+                                         "train.class_balanced": True, "train.batch_size": 4,
+                                         "dataset.val_fraction": 0.0})
     data = input_pipeline.read_stage_data(balanced)
-    batch = next(iter(input_pipeline.make_train_loader(balanced, data)))
+    batch = next(iter(input_pipeline.make_train_loader(balanced, data.train, data.info, "balanced")))
     labels = batch["label"]
     assert len(set(labels.tolist())) == 2 and all(np.sum(labels == c) == 2 for c in set(labels.tolist()))
 
     ssl = tiny_config("ssl", **{"dataset.source": "tfds", "dataset.tfds_data_dir": tfds_dir,
                                 "ssl.unlabeled_pool": "train_and_test"})
-    pool = input_pipeline.read_stage_data(ssl)
-    assert len(pool.train) == len(data.train) + len(data.test)
-    assert pool.train[len(data.train)]["clip_id"] == data.test[0]["clip_id"]
+    ssl_data = input_pipeline.read_stage_data(ssl)
+    pool = make_stage(ssl).training_source(ssl_data.train, ssl_data.test)
+    assert len(pool) == len(ssl_data.train) + len(ssl_data.test)
+    assert pool[len(ssl_data.train)]["clip_id"] == ssl_data.test[0]["clip_id"]
     with pytest.raises(IndexError):
-        pool.train[len(pool.train)]
+        pool[len(pool)]
 
 
 def test_tfds_source_needs_a_data_dir_for_real_datasets():

@@ -6,7 +6,7 @@ import pytest
 from flax import nnx
 
 from actlumos_jax.models import build_model
-from actlumos_jax.train.tasks import make_task, teacher_streams
+from actlumos_jax.train.stages import make_stage, teacher_streams
 from tests.test_losses import supcon_reference
 from tests.train.helpers import random_batch, tiny_config
 
@@ -15,13 +15,13 @@ def test_supcon_pairs_each_clips_dark_and_retinex_views_under_its_label():
     config = tiny_config("teacher")
     config.enhance.method = "msr"  # the paper's second stream, not the tests' cheap gamma
     assert (config.model.fusion, config.loss.supcon_weight) == ("dff_temporal", 0.1)
-    task = make_task(config)
+    stage = make_stage(config)
     model = build_model(config.model, 11, kind="teacher", rngs=nnx.Rngs(0, dropout=1, mask=2))
     model.train()
     batch = {k: jnp.asarray(v) for k, v in random_batch("teacher").items()}
     batch["mask"] = batch["mask"].at[3].set(False)  # a padded clip leaves both of its views out
     twin = nnx.clone(model)
-    loss, metrics = task.loss(model, batch, None)
+    loss, metrics = stage.loss(model, batch, None)
     out = twin(*teacher_streams(batch["video"], config))
     dark, ret = np.asarray(out.embed_dark), np.asarray(out.embed_retinex)
     labels, mask = np.asarray(batch["label"]), np.asarray(batch["mask"])
@@ -55,8 +55,8 @@ def test_kd_prepares_the_teachers_input_with_the_teachers_own_enhancement():
     student = build_model(student_config.model, 11, kind="student", rngs=nnx.Rngs(0, dropout=1, mask=2))
     student.train()
     batch = {k: jnp.asarray(v) for k, v in random_batch("kd").items()}
-    make_task(student_config, teacher_config).loss(student, batch, RecordingTeacher())
-    make_task(student_config).loss(student, batch, RecordingTeacher())
+    make_stage(student_config, teacher_config).loss(student, batch, RecordingTeacher())
+    make_stage(student_config).loss(student, batch, RecordingTeacher())
     msr = np.asarray(teacher_streams(batch["video"], teacher_config)[1])
     gamma = np.asarray(teacher_streams(batch["video"], student_config)[1])
     assert np.abs(msr - gamma).max() > 0.1  # the two enhancements are told apart

@@ -72,6 +72,7 @@ def load_teacher(teacher_workdir: str | Path, num_classes: int,
             f"{directory} step {step} was written by stage {teacher_config.stage!r}, not by a teacher")
     if student_config is not None:
         _check_teacher_reads_student_clips(teacher_workdir, teacher_config, student_config)
+    _check_teacher_classes(teacher_workdir, directory, step, teacher_config, num_classes, student_config)
     model = model_for_config(teacher_config.model, num_classes, "teacher", 0)
     frozen = checkpointing.load_model_variables(directory, step, model)
     graphdef, _ = frozen_from_model(model)
@@ -89,14 +90,42 @@ def _check_teacher_reads_student_clips(where, teacher: ml_collections.ConfigDict
             + "; ".join(problems) + "). Train a teacher with these settings, or set them to the teacher's.")
 
 
+def _check_teacher_classes(where, directory: Path, step: int, teacher: ml_collections.ConfigDict, num_classes: int,
+                           student: ml_collections.ConfigDict | None) -> None:
+    """Refuses a teacher whose head has another number of classes than ``num_classes``
+    (trained on another dataset), before any tracing and before the shape-mismatch report."""
+    teacher_classes = _teacher_head_classes(directory, step)
+    if teacher_classes is None or teacher_classes == num_classes:
+        return
+    ours = f"this stage's dataset {_dataset_name(student)}" if student is not None else "this stage"
+    raise CheckpointError(
+        f"the KD teacher in {where} has {teacher_classes} classes (trained on dataset {_dataset_name(teacher)}), "
+        f"{ours} has {num_classes}: a teacher must be trained on the student's classes. "
+        f"Train a teacher on this dataset, or set config.kd.teacher_workdir to one that was.")
+
+
+def _teacher_head_classes(directory: Path, step: int) -> int | None:
+    try:
+        return _stored_head_classes(directory, step)
+    except Exception:  # pylint: disable=broad-except  # damaged metadata: load_model_variables names the file
+        return None
+
+
+def _dataset_name(config: ml_collections.ConfigDict) -> str:
+    return str((config.get("dataset") or {}).get("name") or "unknown")
+
+
 def load_backbone_from_teacher(model: nnx.Module, teacher_workdir: str | Path, num_classes: int) -> None:
     """Copies a trained teacher's backbone (weights and BatchNorm statistics) into ``model``.
 
     The CPU demo's stand-in for the IG-65M initialisation the paper gives its
     students: without it, a from-scratch student does not learn from dark
-    frames alone in the demo's minutes. The two backbones must be the same architecture.
+    frames alone in the demo's minutes. The two backbones must be the same architecture;
+    the teacher may have another number of classes, as only its backbone is used.
     """
-    graphdef, frozen, _ = load_teacher(teacher_workdir, num_classes)
+    step = selected_step(teacher_workdir)
+    teacher_classes = _teacher_head_classes(Path(teacher_workdir) / "checkpoints", step) if step is not None else None
+    graphdef, frozen, _ = load_teacher(teacher_workdir, teacher_classes or num_classes)
     source = nnx.state(model_from_state(graphdef, frozen).backbone)
     target = nnx.state(model.backbone)
     shapes = lambda state: jax.tree.map(lambda x: (x.shape, x.dtype), nnx.to_pure_dict(state))

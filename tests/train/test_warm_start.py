@@ -99,3 +99,23 @@ def test_a_finished_stage_record_that_is_not_json_is_named(tmp_path):
     (tmp_path / "final_metrics.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="final_metrics.json: not valid JSON"):
         warm_start.stage_finished(tmp_path)
+
+
+def test_a_teacher_of_another_class_count_is_refused_before_tracing(tmp_path):
+    _save_stage(tmp_path, tiny_config("teacher"), 11)
+    student = tiny_config("kd")
+    student.dataset.name = "arid10"
+    with pytest.raises(CheckpointError, match=rf"KD teacher in {tmp_path} has 11 classes \(trained on dataset "
+                                              r"synthetic\), this stage's dataset arid10 has 10"):
+        warm_start.load_teacher(tmp_path, 10, student)
+    with pytest.raises(CheckpointError, match="has 11 classes .*, this stage has 10"):
+        warm_start.load_teacher(tmp_path, 10)
+
+
+def test_a_backbone_from_a_teacher_of_another_class_count_is_taken(tmp_path):
+    saved = _save_stage(tmp_path, tiny_config("teacher"), 11, seed=3)
+    config = tiny_config("kd")
+    student = warm_start.model_for_config(config.model, 10, "student", 0)
+    warm_start.load_backbone_from_teacher(student, tmp_path, 10)
+    np.testing.assert_array_equal(nnx.to_pure_dict(nnx.state(student.backbone, nnx.Param))["stem"]["spatial"]["kernel"],
+                                  nnx.to_pure_dict(saved.params)["backbone"]["stem"]["spatial"]["kernel"])

@@ -1,14 +1,14 @@
 """Spatial augmentation of whole clips, and the input normalisation.
 
-One draw (crop box + flip) applies to every frame of a view, and can apply to
-several arrays at once, so the teacher's dark and retinex streams see the same
-crop. Draws live in the coordinates of the frame resized to ``resize``
-(128x170 by default), as in the reference pipeline (resize, crop, resize).
-The loader never builds that resized frame: ``crop_yuv_to_rgb`` maps the box
-back to source pixels and resizes the decoder's YUV planes straight to the
-crop size, then converts to RGB, on the crop only. ``apply_crop`` does the
-same draw on RGB arrays. Pixels stay uint8 on the host: ``normalize`` runs
-on device.
+One draw (crop box + flip) applies to every frame of a view; the two SSL views
+share one when their sampling asks for it (``SslIndices.same_spatial_draw``).
+The teacher's retinex stream is computed on device from the cropped dark clip,
+so both streams see the same crop. Draws live in the coordinates of the frame
+resized to ``resize`` (128x170 by default), as in the reference pipeline
+(resize, crop, resize). The loader never builds that resized frame:
+``crop_yuv_to_rgb`` maps the box back to source pixels and resizes the
+decoder's YUV planes straight to the crop size, then converts to RGB, on the
+crop only. Pixels stay uint8 on the host: ``normalize`` runs on device.
 
 Interpolation: ``bilinear`` (OpenCV ``INTER_LINEAR``) is what the reference
 pipeline does, and is right for the paper's sizes (a ~1.1x shrink). ``area``
@@ -18,7 +18,6 @@ crops out of ~128x128 boxes): bilinear reads ~4 of the ~16 source pixels
 behind each output pixel, so the sensor noise passes through at almost full
 strength, where a box filter averages it down ~4x.
 
-
 jax is imported inside the device-side functions only: grain workers import
 this module, and importing jax there costs seconds per worker.
 """
@@ -27,10 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 
-import av
 import cv2
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
 from data_pipelines.frame_reader import YuvClip, yuv_to_rgb_matrix
 
@@ -162,38 +159,6 @@ def _cv2_flag(interpolation: str, source_hw: tuple[int, int], output_hw: tuple[i
     return cv2.INTER_AREA if interpolation == "area" and shrinks else cv2.INTER_LINEAR
 
 
-def resize_frames(frames: np.ndarray, output_hw: tuple[int, int], interpolation: str = "bilinear") -> np.ndarray:
-    """Resize of uint8 (T, H, W, 3) frames (C speed, no float copy); see the module doc for ``interpolation``."""
-    if frames.shape[1:3] == tuple(output_hw):
-        return frames
-    flag = _cv2_flag(interpolation, frames.shape[1:3], output_hw)
-    height, width = output_hw
-    if flag == cv2.INTER_AREA:
-        return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
-    reformatter = VideoReformatter()
-    return np.stack([
-        reformatter.reformat(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24"),
-                             width, height, "rgb24", interpolation="BILINEAR").to_ndarray()
-        for f in frames])
-
-
-def apply_crop(draw: CropDraw, output_hw: tuple[int, int], *clips: np.ndarray,
-               interpolation: str = "bilinear") -> tuple[np.ndarray, ...]:
-    """Applies one draw to every frame of every clip: crop, resize to ``output_hw``, flip."""
-    out = []
-    for clip in clips:
-        if clip.ndim != 4 or clip.shape[-1] != 3 or clip.dtype != np.uint8:
-            raise ValueError(f"apply_crop expects uint8 (T, H, W, 3), got {clip.dtype} {clip.shape}")
-        if draw.top + draw.height > clip.shape[1] or draw.left + draw.width > clip.shape[2]:
-            raise ValueError(f"crop {draw} does not fit a frame of {clip.shape[1:3]}")
-        crop = clip[:, draw.top:draw.top + draw.height, draw.left:draw.left + draw.width]
-        crop = resize_frames(crop, output_hw, interpolation)
-        if draw.flip:
-            crop = crop[:, :, ::-1]
-        out.append(np.ascontiguousarray(crop))
-    return tuple(out)
-
-
 def normalize(x_uint8, dtype=None):
     """uint8 RGB (..., 3) to IG-65M-normalised floats (default float32); meant
     to run on device inside the jitted step."""
@@ -215,8 +180,3 @@ def to_unit_range(x_uint8, dtype=None):
     dtype = jnp.float32 if dtype is None else dtype
     return (x_uint8.astype(jnp.float32) / 255.0).astype(dtype)
 
-
-def normalize_np(x_uint8: np.ndarray) -> np.ndarray:
-    """NumPy float32 version of ``normalize`` for tests and host-side tools."""
-    x = np.asarray(x_uint8, np.float32) / np.float32(255.0)
-    return (x - np.asarray(IG65M_MEAN, np.float32)) / np.asarray(IG65M_STD, np.float32)

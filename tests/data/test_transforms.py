@@ -38,47 +38,25 @@ def test_sampled_draws_stay_inside_and_flip_half_the_time():
     assert len({(d.height, d.width) for d in draws}) == 10
 
 
-def test_apply_crop_matches_opencv_and_flips():
-    clip = _smooth_clip(np.random.default_rng(1))
-    draw = transforms.CropDraw(top=16, left=42, height=96, width=84, flip=True)
-    (got,) = transforms.apply_crop(draw, (112, 112), clip)
-    ref = np.stack([cv2.resize(f[16:112, 42:126], (112, 112), interpolation=cv2.INTER_LINEAR)[:, ::-1]
-                    for f in clip])
-    diff = np.abs(got.astype(int) - ref.astype(int))
-    assert got.shape == (3, 112, 112, 3) and got.dtype == np.uint8
-    assert diff.mean() < 1.0 and diff.max() <= 6
-    # A wrong flip or a shifted crop is far off.
-    assert np.abs(got.astype(int) - ref[:, :, ::-1].astype(int)).mean() > 3 * diff.mean()
-
-
-def test_one_draw_for_several_arrays_and_exact_crop_without_resize():
-    rng = np.random.default_rng(2)
-    dark, bright = _smooth_clip(rng), _smooth_clip(rng)
-    draw = transforms.CropDraw(8, 21, 112, 112, flip=False)
-    a, b = transforms.apply_crop(draw, (112, 112), dark, bright)
-    assert np.array_equal(a, dark[:, 8:120, 21:133]) and np.array_equal(b, bright[:, 8:120, 21:133])
-
-
 def test_centre_crop_and_errors():
     assert transforms.centre_crop((128, 170), (112, 112)) == transforms.CropDraw(8, 29, 112, 112, False)
     with pytest.raises(ValueError, match="larger"):
         transforms.centre_crop((64, 85), (112, 112))
-    with pytest.raises(ValueError, match="uint8"):
-        transforms.apply_crop(transforms.CropDraw(0, 0, 4, 4), (4, 4), np.zeros((2, 8, 8, 3), np.float32))
-    with pytest.raises(ValueError, match="does not fit"):
-        transforms.apply_crop(transforms.CropDraw(6, 0, 4, 4), (4, 4), np.zeros((2, 8, 8, 3), np.uint8))
 
 
-def test_normalize_device_and_numpy_match_a_hand_computation():
+def test_normalize_matches_a_hand_computation():
     x = np.array([[0, 128, 255], [10, 20, 30]], np.uint8)
     mean, std = [0.43216, 0.394666, 0.37645], [0.22803, 0.22145, 0.216989]
     expected = np.array([[(v / 255.0 - mean[c]) / std[c] for c, v in enumerate(row)] for row in x.tolist()])
-    np.testing.assert_allclose(transforms.normalize_np(x), expected, rtol=1e-5, atol=1e-6)
-    got = np.asarray(transforms.normalize(x))
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    # float32 rounds x / 255, the mean and their difference (all <= 1 in size) by <= 6e-8 each,
+    # and dividing by std >= 0.217 magnifies that 4.6x (~8e-7); std's own rounding and the
+    # quotient's add <= 2 x 6e-8 relative of values <= 2.9 (~3.5e-7): ~1.2e-6 in all.
+    # A constant wrong in its 4th significant digit moves a value by >= 4e-4.
+    np.testing.assert_allclose(np.asarray(transforms.normalize(x)), expected, rtol=0, atol=2e-6)
     import jax.numpy as jnp
     assert transforms.normalize(x, jnp.bfloat16).dtype == jnp.bfloat16
-    np.testing.assert_allclose(np.asarray(transforms.to_unit_range(x)), x / 255.0, rtol=1e-6)
+    # x / 255 <= 1, one float32 rounding: <= 6e-8 absolute.
+    np.testing.assert_allclose(np.asarray(transforms.to_unit_range(x)), x / 255.0, rtol=0, atol=1.2e-7)
 
 
 def test_source_box_worked_example_and_bounds():
@@ -148,7 +126,5 @@ def test_area_interpolation_box_filters_a_large_shrink_and_bilinear_samples_it()
     small = transforms.CropDraw(0, 0, 96, 84)
     assert np.array_equal(transforms.crop_yuv_to_rgb(clip, small, (128, 170), (112, 112), "area"),
                           transforms.crop_yuv_to_rgb(clip, small, (128, 170), (112, 112), "bilinear"))
-    assert np.array_equal(transforms.apply_crop(draw, (32, 32), rgb[:, :36, :48], interpolation="area")[0],
-                          np.stack([cv2.resize(f[:36, :36], (32, 32), interpolation=cv2.INTER_AREA) for f in rgb]))
     with pytest.raises(ValueError, match="interpolation"):
         transforms.crop_yuv_to_rgb(clip, draw, (36, 48), (32, 32), "lanczos")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from data_pipelines.bad_input import InputError
+
 
 def balanced_epoch_order(
     labels: np.ndarray, n_classes: int, n_clips: int, *, seed: int, epoch: int,
@@ -29,14 +31,23 @@ def balanced_epoch_order(
     epoch, never within a group.
     """
     labels = np.asarray(labels)
-    if n_classes < 1 or n_clips < 1:
-        raise ValueError(f"balanced batches need n_classes, n_clips >= 1, got {n_classes}, {n_clips}")
+    if n_clips < 1:
+        raise InputError(f"class-balanced batches (config.train.class_balanced) need config.train.clips_per_class "
+                         f">= 1, got {n_clips}")
+    if n_classes < 1:
+        raise InputError(
+            f"class-balanced batches (config.train.class_balanced) hold config.train.batch_size / "
+            f"config.train.clips_per_class classes, here {n_classes}: config.train.batch_size must be at least "
+            f"config.train.clips_per_class={n_clips} (and a multiple of it)")
     classes, counts = np.unique(labels, return_counts=True)
     usable = int((counts >= n_clips).sum())
     if usable < n_classes:
-        raise ValueError(
-            f"balanced batches of {n_classes} classes x {n_clips} clips need {n_classes} classes with "
-            f">= {n_clips} clips; only {usable} of {len(classes)} classes have that many")
+        raise InputError(
+            f"class-balanced batches (config.train.class_balanced) of config.train.batch_size="
+            f"{n_classes * n_clips} hold {n_classes} classes x config.train.clips_per_class={n_clips} clips, so "
+            f"they need {n_classes} classes with at least {n_clips} clips each; only {usable} of the "
+            f"{len(classes)} classes have that many. Lower config.train.batch_size (fewer classes per batch) "
+            f"or config.train.clips_per_class, or set config.train.class_balanced=False")
     rng = np.random.default_rng([seed, epoch, 0xBA1])
     members = [np.flatnonzero(labels == c) for c in classes]
     pools = [list(rng.permutation(m)) for m in members]

@@ -5,6 +5,7 @@ import collections
 import numpy as np
 import pytest
 
+from data_pipelines.bad_input import InputError
 from data_pipelines.balanced import balanced_epoch_order, usable_clip_count
 
 
@@ -49,6 +50,16 @@ def test_fixed_length_refills_without_repeating_inside_a_group():
 
 
 def test_too_few_classes_is_a_clear_error():
-    with pytest.raises(ValueError, match="only 2 of 3 classes"):
+    with pytest.raises(InputError, match=r"config.train.batch_size=6 hold 3 classes x config.train.clips_per_class=2 "
+                                         r"clips, .* only 2 of the 3 classes have that many"):
         balanced_epoch_order(np.array([0, 0, 1, 1, 2]), 3, 2, seed=0, epoch=0)
     assert usable_clip_count(np.array([0, 0, 1, 1, 2]), 2) == 4
+
+
+@pytest.mark.parametrize("n_classes, n_clips, message", [
+    (4, 0, r"need config.train.clips_per_class >= 1, got 0"),
+    (0, 16, r"config.train.batch_size must be at least config.train.clips_per_class=16"),
+])
+def test_a_batch_that_cannot_be_balanced_names_the_config_fields(n_classes, n_clips, message):
+    with pytest.raises(InputError, match=message):
+        balanced_epoch_order(_labels(), n_classes, n_clips, seed=0, epoch=0)

@@ -12,10 +12,23 @@ import optax
 SCHEDULES = ("constant", "warmup_cosine", "plateau")
 
 
-def learning_rate_schedule(cfg: ml_collections.ConfigDict, total_updates: int) -> optax.Schedule:
-    """The per-update schedule; ``plateau`` is constant here and scaled by `plateau_transform`."""
+def steps_per_update(cfg: ml_collections.ConfigDict) -> int:
+    """Training steps per optimizer update: ``grad_accum_steps`` batches are averaged into one."""
+    accum = int(cfg.grad_accum_steps)
+    if accum < 1:
+        raise ValueError(f"config.optim.grad_accum_steps must be >= 1, got {accum}")
+    return accum
+
+
+def learning_rate_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+    """The learning rate of each optimizer update of a ``total_steps``-step run, by update index.
+
+    The one schedule: the optimizer applies it and `current_learning_rate`
+    reports it. ``plateau`` is constant here and scaled by `plateau_transform`.
+    """
     if cfg.schedule not in SCHEDULES:
         raise ValueError(f"config.optim.schedule must be one of {SCHEDULES}, got {cfg.schedule!r}")
+    total_updates = max(total_steps // steps_per_update(cfg), 1)
     if cfg.schedule == "warmup_cosine":
         warmup = min(int(cfg.warmup_updates), max(total_updates - 1, 0))
         return optax.warmup_cosine_decay_schedule(
@@ -28,14 +41,12 @@ def learning_rate_schedule(cfg: ml_collections.ConfigDict, total_updates: int) -
 def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
     """AdamW with decoupled weight decay, optional clipping, and accumulation over
     ``cfg.grad_accum_steps`` batches (optax.MultiSteps: one update per k steps)."""
-    accum = int(cfg.grad_accum_steps)
-    if accum < 1:
-        raise ValueError(f"config.optim.grad_accum_steps must be >= 1, got {accum}")
-    schedule = learning_rate_schedule(cfg, max(total_steps // accum, 1))
+    accum = steps_per_update(cfg)
     parts = []
     if cfg.clip_grad_norm:
         parts.append(optax.clip_by_global_norm(cfg.clip_grad_norm))
-    parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay))
+    parts.append(optax.adamw(learning_rate_schedule(cfg, total_steps), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+                             weight_decay=cfg.weight_decay))
     tx = optax.chain(*parts)
     return optax.MultiSteps(tx, every_k_schedule=accum) if accum > 1 else tx
 
@@ -60,6 +71,10 @@ def plateau_scale(plateau_state: Any) -> jax.Array:
 
 
 def current_learning_rate(cfg: ml_collections.ConfigDict, total_steps: int, step: jax.Array, plateau_state: Any) -> jax.Array:
-    accum = int(cfg.grad_accum_steps)
-    schedule = learning_rate_schedule(cfg, max(total_steps // accum, 1))
-    return schedule(step // accum) * plateau_scale(plateau_state)
+    """The rate of the update that training step ``step`` contributes to, plateau scale included.
+
+    That update is the optimizer's ``step // steps_per_update``-th (optax.MultiSteps
+    counts updates, not steps); `steps.make_train_step` multiplies it by the scale.
+    """
+    schedule = learning_rate_schedule(cfg, total_steps)
+    return schedule(step // steps_per_update(cfg)) * plateau_scale(plateau_state)

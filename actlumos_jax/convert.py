@@ -8,8 +8,10 @@ code is refused, never executed. Every tensor of the file must land in the model
 and every model tensor must come from the file; all mismatches are reported
 together. torch is only needed here, never in training.
 
-The CLI prints a refused input as one ``actlumos-convert: error: ...`` message
-and exits 1; ``--verbose`` shows the traceback instead.
+The CLI runs behind the project's error boundary (``data_pipelines.bad_input.run_cli``),
+as ``main.py`` and ``check`` do: a refused input prints as one ``error: ...`` message
+(a mismatch list may follow it) with no traceback and exits 2; ``--verbose`` shows
+the traceback instead.
 """
 
 from __future__ import annotations
@@ -30,8 +32,6 @@ from actlumos_jax.models.r2plus1d import DEPTHS, R2Plus1D, R2Plus1DSpec, midplan
 from data_pipelines.bad_input import InputError, run_cli
 
 CONVERTER_VERSION = "1"
-# The converter's exit status for a refused input, as before the shared error boundary.
-INPUT_ERROR_EXIT_CODE = 1
 
 
 class ConversionError(InputError):
@@ -296,7 +296,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
     # One line says what went wrong; a mismatch list follows it, if there is one.
-    return run_cli(_run, args, verbose=args.verbose, prog="actlumos-convert", exit_code=INPUT_ERROR_EXIT_CODE)
+    return run_cli(_run, args, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ refused, a ``module.`` prefix from DataParallel is stripped). Every tensor of
 the file must land in the model and every model variable must come from the
 file; all missing, unexpected and wrongly shaped keys are reported together.
 The output is the .npz that ``models.zero_dce.load_zero_dce`` reads.
+
+The CLI runs behind the project's error boundary (``data_pipelines.bad_input.run_cli``):
+a refused input prints as one ``error: ...`` message (a mismatch list may follow
+it) with no traceback and exits 2; ``--verbose`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 
 from actlumos_jax.models import zero_dce
 from actlumos_jax.models.zero_dce import CONV_CHANNELS, DCENet, ZeroDCEError
+from data_pipelines.bad_input import run_cli
 
 
 def torch_shapes() -> dict[str, tuple[int, ...]]:
@@ -53,6 +58,8 @@ def convert(pth: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool =
     from actlumos_jax.convert import load_torch_state_dict  # needs torch; the rest of the package does not
 
     out = Path(out)
+    if out.suffix != ".npz":
+        raise ZeroDCEError(f"{out}: Zero-DCE weights are written as .npz; name the output file *.npz")
     if out.exists() and not overwrite:
         raise ZeroDCEError(f"{out}: already exists; pass --overwrite to replace it")
     state = load_torch_state_dict(pth)
@@ -74,12 +81,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("input", help="the official Zero-DCE state dict, e.g. snapshots/Epoch99.pth")
     parser.add_argument("output", help="where to write the Flax weights (.npz)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
+    return run_cli(_run, args, verbose=args.verbose)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from actlumos_jax.convert import ConversionError  # pylint: disable=g-import-not-at-top  # needs torch
+
     try:
         model = convert(args.input, args.output, overwrite=args.overwrite)
-    except ValueError as e:  # ZeroDCEError and convert's CheckpointError: messages name the file and key
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except (ZeroDCEError, OSError) as e:
+        # About the files the user named (a .pth of another net, an unwritable output):
+        # a message naming the file and key, not a traceback. convert's CheckpointError
+        # (an unreadable or malicious .pth) is an InputError already.
+        raise ConversionError(str(e)) from e
     count = sum(v.size for v in zero_dce.params_of(model).values())
     print(f"{args.output}: DCE-Net, {count} parameters, from {args.input} (sha256 {_sha256(Path(args.input))})")
     return 0

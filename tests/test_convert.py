@@ -186,8 +186,8 @@ def test_cli_round_trip_and_backbone_loading(tv18, tmp_path, capsys):
         pretrained.load_backbone(small, out, load_head=True)
 
     # The CLI refuses to clobber an existing checkpoint unless asked.
-    assert convert.run([str(tv18.path), str(out)]) == 1
-    assert "already exists" in capsys.readouterr().err
+    assert convert.run([str(tv18.path), str(out)]) == 2  # the shared boundary's exit code for bad input
+    assert capsys.readouterr().err.startswith(f"error: {out}: already exists")
     assert convert.run([str(tv18.path), str(out), "--overwrite", "--arch", "r2plus1d_18"]) == 0
 
 
@@ -290,15 +290,16 @@ def test_truncated_and_garbage_files_name_the_file(tmp_path):
     with pytest.raises(CheckpointError, match="no such file"):
         convert.load_torch_state_dict(tmp_path / "absent.pth")
 
-    # The CLI, as a separate process: non-zero exit, one line naming the file, nothing written.
+    # The CLI, as a separate process: exit 2, one line naming the file, no traceback, nothing written.
     out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, "-m", "actlumos_jax.convert", str(truncated), str(out)],
         capture_output=True, text=True, timeout=120,
     )
-    assert result.returncode == 1
-    error_lines = [l for l in result.stderr.splitlines() if "actlumos-convert: error:" in l]
+    assert result.returncode == 2
+    error_lines = [l for l in result.stderr.splitlines() if l.startswith("error: ")]
     assert len(error_lines) == 1 and str(truncated) in error_lines[0]
+    assert "Traceback" not in result.stderr
     assert not out.exists()
 
 

@@ -21,6 +21,7 @@ from torch import nn
 from actlumos_jax import convert_zero_dce, enhance, zero_dce_losses, zero_dce_train
 from actlumos_jax.models import zero_dce
 from actlumos_jax.models.zero_dce import DCENet, ZeroDCEError, apply_curves
+from data_pipelines.bad_input import InputError
 
 RNG = np.random.default_rng(0)
 MEASURED = {}
@@ -329,8 +330,20 @@ def test_converter_names_every_bad_key(released, tmp_path, capsys):
     assert "unexpected e_conv8.weight (shape (24, 64, 3, 3))" in message
     assert "wrong shape for e_conv5.weight: expected (32, 64, 3, 3), found (32, 32, 3, 3)" in message
     assert not (tmp_path / "out.npz").exists()
-    assert convert_zero_dce.main([str(bad), str(tmp_path / "out.npz")]) == 1
-    assert "missing e_conv3.bias" in capsys.readouterr().err
+    # The CLI: the project's error boundary, one error naming the file, then the mismatch list; exit 2.
+    assert convert_zero_dce.main([str(bad), str(tmp_path / "out.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad}: 3 mismatch(es)") and "missing e_conv3.bias" in err
+    assert "Traceback" not in err
+    with pytest.raises(InputError, match="missing e_conv3.bias"):
+        convert_zero_dce.main([str(bad), str(tmp_path / "out.npz"), "--verbose"])
+    assert convert_zero_dce.main([str(bad), str(tmp_path / "out.txt")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'out.txt'}: Zero-DCE weights are written as .npz; name the output file *.npz\n"
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"\x00not a checkpoint" * 100)
+    assert convert_zero_dce.main([str(garbage), str(tmp_path / "out.npz")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {garbage}: not a readable PyTorch checkpoint")
+    assert not (tmp_path / "out.npz").exists()
 
 
 def test_converter_accepts_dataparallel_keys_and_refuses_to_overwrite(released, tmp_path):

@@ -85,9 +85,9 @@ def test_converter_cli_uses_the_boundary(tmp_path, capsys):
 
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x00not a checkpoint" * 100)
-    assert convert.run([str(garbage), str(tmp_path / "out")]) == 1
+    assert convert.run([str(garbage), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"actlumos-convert: error: {garbage}: not a readable PyTorch checkpoint")
+    assert err.startswith(f"error: {garbage}: not a readable PyTorch checkpoint")
     assert "Traceback" not in err
     with pytest.raises(convert.ConversionError, match="not a readable PyTorch checkpoint"):
         convert.run([str(garbage), str(tmp_path / "out"), "--verbose"])

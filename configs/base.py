@@ -18,6 +18,7 @@ from data_pipelines.bad_input import InputError
 
 DATASETS = ("synthetic", "arid10", "arid15", "dark48")
 SIZES = ("tiny", "paper")
+SSL_POOLS = ("target", "other", "target+other")
 ARG_DEFAULTS = dict(dataset="synthetic", split=-1, root="", size="tiny", preset="demo")
 
 
@@ -73,7 +74,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # interpolation: "bilinear" as the reference; "area" box-filters shrinks (see data_pipelines/transforms.py).
     c.data = dict(num_frames=64, frame_stride=1, resize=(128, 170), crop=112, interpolation="bilinear",
                   num_workers=2)
-    c.ssl = dict(strides=(1, 2), variant="spatiotemporal", unlabeled_pool="train")
+    # The SSL stage's unlabeled clips (labels never read): ``pool`` draws them from the target dataset
+    # (its train split, or train and test: ``unlabeled_pool``), from ``other`` (every clip of its
+    # train and test lists), or from both, as the paper pools ARID and Dark48. The embedded data's
+    # ``other`` is a second generated set, another seed of the same generator.
+    c.ssl = dict(strides=(1, 2), variant="spatiotemporal", unlabeled_pool="train", pool="target",
+                 other=dict(name="synthetic", root="", split=-1, synthetic_preset=a.preset, synthetic_seed=1))
     c.enhance = dict(method="msr")
 
     c.model = default_model_config()
@@ -148,6 +154,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
         ("data.interpolation", c.data.interpolation, ("bilinear", "area")),
         ("ssl.variant", c.ssl.variant, ("spatiotemporal", "spatial", "temporal")),
         ("ssl.unlabeled_pool", c.ssl.unlabeled_pool, ("train", "train_and_test")),
+        ("ssl.pool", c.ssl.pool, SSL_POOLS),
+        ("ssl.other.name", c.ssl.other.name, DATASETS),
         ("stage", c.stage, stages.NAMES),
         ("eval.select", c.eval.select, ("best", "last")),
         ("model.fusion", c.model.fusion, FUSIONS),
@@ -160,6 +168,13 @@ def validate(c: ml_collections.ConfigDict) -> None:
     if c.dataset.name != "synthetic" and not c.dataset.root and not prebuilt:
         raise InputError(f"dataset {c.dataset.name!r} needs its root: add root=/path/to/it to the config arg "
                          "or set --config.dataset.root")
+    if c.ssl.pool != "target":
+        if c.ssl.other.name != "synthetic" and not c.ssl.other.root:
+            raise InputError(f"config.ssl.pool={c.ssl.pool!r} reads config.ssl.other ({c.ssl.other.name!r}), "
+                             "which needs its root: set --config.ssl.other.root=/path/to/it")
+        if c.dataset.source != "files":
+            raise InputError(f"config.ssl.pool={c.ssl.pool!r} pools clips of two datasets, which needs "
+                             "config.dataset.source=files")
     if c.eval.num_workers < -1:
         raise InputError(f"config.eval.num_workers must be -1 (data.num_workers) or >= 0, got {c.eval.num_workers}")
     if c.train.batch_size < 1 or c.train.epochs < 0 or c.train.num_steps < 0:

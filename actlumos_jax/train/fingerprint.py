@@ -15,7 +15,7 @@ from actlumos_jax.checkpoint_compat import CheckpointError
 
 # Keys whose values do not change what a stage computes.
 _HOW_NOT_WHAT = ("log_every_steps", "data.num_workers", "eval.num_workers", "checkpoint", "mesh.num_devices",
-                 "dataset.root", "dataset.tfds_data_dir", "dataset.source", "prerequisites", "pipeline")
+                 "dataset.root", "ssl.other.root", "dataset.tfds_data_dir", "dataset.source", "prerequisites", "pipeline")
 
 
 def resolved(config_json: dict) -> dict[str, Any]:

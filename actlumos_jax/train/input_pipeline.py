@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 
 from data_pipelines import datasets, loader, validation
-from data_pipelines.bad_input import DatasetError
+from data_pipelines.bad_input import DatasetError, InputError
 from data_pipelines.records import ClipRecord, SplitInfo
 
 
@@ -50,6 +50,23 @@ def read_stage_data(config: ml_collections.ConfigDict) -> StageData:
     if ds.val_fraction > 0:
         train, val = validation.split_off_validation(train, ds.val_fraction, ds.val_seed)
     return StageData(info, train, val, test)
+
+
+def read_unlabeled_pool(config: ml_collections.ConfigDict) -> list[ClipRecord]:
+    """Every clip of ``config.ssl.other``'s train and test lists, for the SSL pool; labels set to 0
+    (the pool's labels are never read, and its classes need not be the target's)."""
+    other, ds = config.ssl.other, config.dataset
+    same_set = other.synthetic_seed == ds.synthetic_seed and other.synthetic_preset == ds.synthetic_preset
+    if other.name == ds.name and other.root == ds.root and (other.name != "synthetic" or same_set):
+        raise InputError(f"config.ssl.other names the target dataset itself ({ds.name}); point it at another "
+                         "dataset (another root, or for the embedded data another synthetic_seed)")
+    kwargs = dict(root=other.root or None, split=other.split if other.split >= 0 else None,
+                  synthetic_preset=other.synthetic_preset, seed=other.synthetic_seed, on_bad_input=ds.on_bad_input)
+    clips = []
+    for subset in ("train", "test"):
+        _, records = datasets.read_split(other.name, subset=subset, **kwargs)
+        clips += [dataclasses.replace(r, label=0) for r in records]
+    return clips
 
 
 def tfds_data_dir(ds: ml_collections.ConfigDict) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from actlumos_jax import losses
+from actlumos_jax.train import input_pipeline
 from actlumos_jax.train.stages.base import Stage, model_input, valid_mask
 from data_pipelines import loader
 
@@ -20,9 +21,14 @@ class SSLStage(Stage):
         return "ssl"
 
     def training_source(self, train, test):
-        if self.config.ssl.unlabeled_pool == "train_and_test":  # the paper's transductive pool, labels unused
-            return train + test if isinstance(train, list) else loader.ConcatSource([train, test])
-        return train
+        ssl = self.config.ssl
+        target = train
+        if ssl.unlabeled_pool == "train_and_test":  # the transductive pool, labels unused
+            target = train + test if isinstance(train, list) else loader.ConcatSource([train, test])
+        if ssl.pool == "target":
+            return target
+        other = input_pipeline.read_unlabeled_pool(self.config)  # files only: configs.base.validate
+        return other if ssl.pool == "other" else list(target) + other
 
     def info_nce(self, model, batch):
         fast = model(model_input(batch["fast"], self.dtype))
@@ -40,4 +46,5 @@ class SSLStage(Stage):
         return {"loss_sum": self.info_nce(model, batch) * count, "count": count}
 
     def row_title(self) -> str:
-        return f"Student: SSL pretraining ({self.config.ssl.variant}, dark)"
+        pool = {"target": "", "other": ", other dataset", "target+other": ", both datasets"}[self.config.ssl.pool]
+        return f"Student: SSL pretraining ({self.config.ssl.variant}{pool}, dark)"

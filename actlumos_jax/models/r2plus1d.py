@@ -76,11 +76,10 @@ class AxisFactoredConv(nnx.Conv):
 
     Such a 3-D convolution is a 2-D one with the untouched axis folded away:
     time into the batch for a (1, kh, kw) kernel, height x width into one axis
-    for a (kt, 1, 1) kernel. XLA's CPU backend has no fast 3-D convolution:
-    there the 2-D form made the tiny demo's training step 5.4x faster and the
-    full-size forward 1.5x (`bench/model_forward.py --conv_impl both`). The
-    parameters are exactly ``nnx.Conv``'s, so converted weights and
-    checkpoints do not change.
+    for a (kt, 1, 1) kernel. It runs as that 2-D convolution because XLA's CPU
+    backend has no fast 3-D convolution (``python -m bench.model_forward``
+    times both paths). The parameters are exactly ``nnx.Conv``'s, so converted
+    weights and checkpoints do not change.
     """
 
     def __call__(self, x: jax.Array) -> jax.Array:

@@ -15,31 +15,19 @@ Presets (H x W, frames @ 30 fps, actors x takes per class):
 
 Generation is deterministic per (preset, seed) on one machine, whatever the
 worker count: each clip's randomness derives from (seed, clip index) only, and
-x264 encodes on one thread (`video_io.encode_video`). Sameness across CPU
-kinds is not tested: NumPy's float32 exp/log/sin may take other SIMD paths
-there and move a code value.
+x264 encodes on one thread (`video_io.encode_video`), as multi-threaded x264
+can give other bytes on each call. Sameness across CPU kinds is not tested:
+NumPy's float32 exp/log/sin may take other SIMD paths there and move a code
+value.
 
-v8 is v7's frames, encoded single-threaded: multi-threaded x264 gave other
-bytes on every call (decoded pixels up to 12 levels apart).
-
-How hard it is (``python -m bench.synthetic_learnability``, v7 demo preset,
-split 1, the demo's own tiny student trained from scratch with batches of 16,
-132 test clips, chance 9.1 %; model seeds 0 and 1):
-  600 steps, dark frames   9.1 and 14.4 % top-1; darkest third 9.1 and 6.8 %
-  600 steps, multi-scale retinex  47.0 and 62.1 %; darkest third 52.3 and 61.4 %
-  2000 steps, dark frames  28.8 and 34.8 %; darkest third 25.0 and 27.3 %;
-                steady-light clips 42.0 and 38.0 %, clips with an event 20.7 and 32.9 %
-The dark frames are learnable but slowly: by step 2000 the model fits its 264
-training clips (loss 0.3), and clips with a lighting event trail steady ones,
-which is what the teacher's retinex stream is for. Retinex input leads
-everywhere, by ~45 points on the darkest third at 600 steps. Single runs are
-noisy: before the convolutions ran as 2-D ones (the same maths, other rounding)
-the 600-step dark runs gave 25.8 and 15.2 %. In v6 (events 3-12x darker,
-90 % of clips with one) the same model memorised its dark training clips and
-stayed at chance on held-out ones (11.0 +- 0.4 % after 600 steps) while
-retinex reached 42.4 %; with steady light on every clip, dark frames reached
-31.8 %. Versions 1-5 drew smaller, lower-contrast figures that the tiny model
-could not learn in a demo's budget even from bright frames.
+How hard it is, ``python -m bench.synthetic_learnability`` measures: the
+demo's own tiny student, trained from scratch on each input condition, with
+held-out top-1 overall and on the darkest third. The lighting is set so that
+the dark frames are learnable but slowly and clips with a lighting event trail
+steady ones, the gap the teacher's retinex stream is for. Darker and more
+frequent events (``illumination``) left the tiny model unable to learn dark
+frames at all, and smaller, lower-contrast figures left it unable to learn
+even bright ones in a demo's budget.
 """
 
 from __future__ import annotations
@@ -67,8 +55,8 @@ VERSION = 8
 NUM_SPLITS = 3
 MANIFEST = "manifest.json"
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec.601 luma of the stored RGB.
-# Relative light in the dark part of a dimming, flicker dip or switch: 2-3.3x darker. v6 went to
-# 0.08-0.35, and the tiny model could not learn its dark frames (module docstring).
+# Relative light in the dark part of a dimming, flicker dip or switch: 2-3.3x darker. At
+# 0.08-0.35 the tiny model could not learn dark frames (module docstring).
 DARK_SEGMENT_LEVEL = (0.3, 0.5)
 
 
@@ -131,8 +119,8 @@ def illumination(rng: np.random.Generator, num_frames: int, h: int, w: int) -> t
     Three clips in five get an event: part of the clip goes 2-3.3x darker (a
     dimming, flicker dips, a light switched on or off) or a light 3-8x brighter
     than the ambient passes across the scene. The others keep a steady light.
-    v6 gave nine clips in ten an event 3-12x darker or 6-30x brighter, and
-    the tiny model could not learn its dark frames (module docstring).
+    With events on nine clips in ten, 3-12x darker or 6-30x brighter, the tiny
+    model could not learn dark frames (module docstring).
     """
     t = np.arange(num_frames, dtype=np.float32)
     y = np.linspace(-1, 1, h, dtype=np.float32)[:, None]

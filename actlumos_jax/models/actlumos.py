@@ -286,7 +286,7 @@ def build_model(model_config: ml_collections.ConfigDict, num_classes: int, *, ki
     if kind == "teacher":
         return Teacher(spec, model_config.fusion, num_classes, encoder_kwargs,
                        fusion_hidden=model_config.fusion_hidden, head_dropout=model_config.head_dropout,
-                       # Teachers saved before the choice existed were trained with two calls.
+                       # A saved teacher config without the key was trained with two calls: "separate".
                        stream_norm=model_config.get("stream_norm", "separate"), dtype=dtype, rngs=rngs)
     return Student(spec, num_classes, encoder_kwargs, head_dropout=model_config.head_dropout,
                    projection_dim=model_config.projection_dim, dtype=dtype, rngs=rngs)

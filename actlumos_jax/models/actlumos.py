@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import einops
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -65,7 +66,7 @@ def _encoder(dim: int, encoder_kwargs: dict | None, dtype: Any, rngs: nnx.Rngs) 
 
 def tokens_from_map(feature_map: jax.Array) -> jax.Array:
     """(N, T, H, W, C) -> (N, T, C): spatial average pool, one token per time step."""
-    return jnp.mean(feature_map, axis=(2, 3))
+    return einops.reduce(feature_map, "n t h w c -> n t c", "mean")
 
 
 def _make_fusion(fusion: str, dim: int, hidden: int | None, dtype: Any, rngs: nnx.Rngs) -> nnx.Module:
@@ -187,7 +188,9 @@ class Teacher(nnx.Module):
         logits = self.head(self.head_dropout(cls))
 
         def embed(feature_map):
-            return None if feature_map is None else jnp.mean(feature_map.astype(jnp.float32), axis=(1, 2, 3))
+            if feature_map is None:
+                return None
+            return einops.reduce(feature_map.astype(jnp.float32), "n t h w c -> n c", "mean")
 
         return TeacherOutput(logits.astype(jnp.float32), embed(map_dark), embed(map_ret), weights)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import einops
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -111,7 +112,7 @@ class SpatiotemporalDFF(nnx.Module):
     def __call__(self, f_dark: jax.Array, f_ret: jax.Array) -> tuple[jax.Array, jax.Array]:
         _check_pair("SpatiotemporalDFF", f_dark, f_ret, 5, self.channels)
         x = f_dark + f_ret
-        context = self.global_branch(jnp.mean(x, axis=(2, 3), keepdims=True))
+        context = self.global_branch(einops.reduce(x, "n t h w c -> n t 1 1 c", "mean"))
         logits = self.weighting(self.local_branch(x) + context)  # context broadcasts over H, W
         return gated_sum(f_dark, f_ret, logits)
 

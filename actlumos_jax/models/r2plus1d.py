@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
+import einops
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -89,14 +90,14 @@ class AxisFactoredConv(nnx.Conv):
         (pt0, pt1), (ph0, ph1), (pw0, pw1) = self.padding
         x, kernel = self.promote_dtype((x, self.kernel[...]), dtype=self.dtype)
         if kt == 1 and (kh > 1 or kw > 1):  # spatial: frames are independent images
-            n, t = x.shape[:2]
-            y = self._conv2d(x.reshape(n * t, *x.shape[2:]), kernel[0], (sh, sw), ((ph0, ph1), (pw0, pw1)))
-            return y.reshape(n, t, *y.shape[1:])
+            frames = einops.rearrange(x, "n t h w c -> (n t) h w c")
+            y = self._conv2d(frames, kernel[0], (sh, sw), ((ph0, ph1), (pw0, pw1)))
+            return einops.rearrange(y, "(n t) h w c -> n t h w c", n=x.shape[0])
         # temporal or pointwise: a pointwise kernel's spatial stride is a subsampling
         x = x[:, :, ::sh, ::sw]
-        n, t, h, w, c = x.shape
-        y = self._conv2d(x.reshape(n, t, h * w, c), kernel[:, 0], (st, 1), ((pt0, pt1), (0, 0)))
-        return y.reshape(n, y.shape[1], h, w, y.shape[-1])
+        pixels = einops.rearrange(x, "n t h w c -> n t (h w) c")
+        y = self._conv2d(pixels, kernel[:, 0], (st, 1), ((pt0, pt1), (0, 0)))
+        return einops.rearrange(y, "n t (h w) c -> n t h w c", h=x.shape[2])
 
     def _factorable(self, x: jax.Array) -> bool:
         explicit = all(isinstance(v, tuple) and len(v) == 3 for v in (self.kernel_size, self.strides, self.padding))
@@ -219,7 +220,7 @@ class R2Plus1D(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.fc is None:
             raise ValueError("this R2Plus1D was built without a classifier head (num_classes=None)")
-        pooled = jnp.mean(self.features(x), axis=(1, 2, 3))
+        pooled = einops.reduce(self.features(x), "n t h w c -> n c", "mean")
         return self.fc(pooled)
 
 

@@ -18,6 +18,9 @@ Choices the paper leaves open (FACTS.md, "Enhancement"), fixed here:
   a fixed (n, n) matrix built once on the host from the static shape, applied as
   two matmuls; this is exact for any sigma, costs 2n MACs per pixel whatever
   sigma is, and equals ``cv2.GaussianBlur(x, (0, 0), sigma)`` on float64 frames.
+  dm-pix's ``gaussian_blur`` cannot stand in: it pads the frame with zeros
+  where OpenCV reflects it, and at sigma 80 or 250 on a 112-pixel frame most of
+  the kernel falls outside the frame.
 * Retinex display range: the log-ratio of every frame and channel is stretched
   to [0, 1] by its own min and max, optionally after clipping the lowest and
   highest ``clip_percent`` percent (the "simplest colour balance" of common MSR
@@ -35,6 +38,7 @@ import functools
 import os
 from typing import Sequence
 
+import dm_pix
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -212,9 +216,8 @@ def gamma_correction(x: jax.Array, gamma: float = 1.8) -> jax.Array:
     _check_frames(x, "gamma_correction")
     if not gamma > 0:
         raise ValueError(f"gamma_correction: gamma must be positive, got {gamma}")
-    # Clip first: a slightly negative input (resampling overshoot) would give NaN.
-    x32 = jnp.clip(x.astype(jnp.float32), 0.0, 1.0)
-    return jnp.power(x32, 1.0 / gamma).astype(x.dtype)
+    # adjust_gamma clips to [0, 1] first: a slightly negative input (resampling overshoot) would give NaN.
+    return dm_pix.adjust_gamma(x.astype(jnp.float32), 1.0 / gamma).astype(x.dtype)
 
 
 @functools.lru_cache(maxsize=8)

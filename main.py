@@ -12,6 +12,7 @@ message naming the flag, field or file, with no traceback, and exits 2;
 """
 
 import difflib
+import gc
 import os
 import re
 import sys
@@ -46,7 +47,12 @@ def main(argv):
                      f"(python main.py --helpshort lists them){hint}")
     from data_pipelines.bad_input import run_cli  # pylint: disable=g-import-not-at-top
 
-    sys.exit(run_cli(_run, verbose=_VERBOSE.value))
+    code = run_cli(_run, verbose=_VERBOSE.value)
+    # A run stopped by an error leaves its data iterators to the garbage collector. Collected here,
+    # while the interpreter is whole, grain's worker processes stop cleanly; left to grain's exit-time
+    # finalizer, their shutdown races and prints a traceback after the error message.
+    gc.collect()
+    sys.exit(code)
 
 
 # ----------------------------------------------------------------------------- the command line's errors

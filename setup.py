@@ -11,9 +11,11 @@ INSTALL_REQUIRES = [
     "optax==0.2.8",
     "orbax-checkpoint==0.12.8",
     "grain==0.2.18",
+    # The gamma stream (enhance.gamma_correction).
     "dm-pix==0.4.5",
     "tensorflow-datasets==4.9.10",
     "array-record==0.8.6",
+    # The factored convolution's reshapes and the token pooling (models/).
     "einops==0.8.2",
     "absl-py==2.5.1",
     "ml-collections==1.1.0",

@@ -27,6 +27,7 @@ from flax import nnx
 from actlumos_jax.checkpoint_compat import CheckpointError
 from actlumos_jax.models.actlumos import tokens_from_map
 from actlumos_jax.train import checkpointing, warm_start
+from actlumos_jax.train.state import split_model
 from actlumos_jax.train.pipeline import STAGE_DIRS
 from data_pipelines import sampling, transforms
 from data_pipelines.bad_input import InputError
@@ -164,6 +165,13 @@ def class_names_for(config: ml_collections.ConfigDict, num_classes: int) -> tupl
     return names
 
 
+def _placeholder(leaf: jax.ShapeDtypeStruct) -> jax.Array:
+    """A concrete value for an RNG-stream variable; evaluation mode draws no random numbers."""
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return jax.random.key(0)
+    return jnp.zeros(leaf.shape, leaf.dtype)
+
+
 def load_student_model(workdir: str | Path) -> tuple[nnx.Module, ml_collections.ConfigDict, int, tuple[str, ...]]:
     """The trained student of a stage directory in evaluation mode, its saved config, checkpoint step
     and class names."""
@@ -173,9 +181,14 @@ def load_student_model(workdir: str | Path) -> tuple[nnx.Module, ml_collections.
     num_classes = warm_start._stored_head_classes(directory, step)  # pylint: disable=protected-access
     if not num_classes:
         raise CheckpointError(f"{directory / str(step)}: holds no classification head")
-    model = warm_start.model_for_config(config.model, num_classes, "student", 0)
-    frozen = checkpointing.load_model_variables(directory, step, model)
-    nnx.update(model, frozen.params, frozen.batch_stats)
+    # Built abstractly and filled from the checkpoint: initialising the weights eagerly first would
+    # compile one small XLA program per initialiser (most of a minute on a 2-core CPU) for values
+    # that the checkpoint replaces anyway.
+    abstract = nnx.eval_shape(lambda: warm_start.model_for_config(config.model, num_classes, "student", 0))
+    frozen = checkpointing.load_model_variables(directory, step, abstract)
+    graphdef, _, _, rngs = split_model(abstract)
+    model = nnx.merge(graphdef, jax.tree.map(jnp.asarray, frozen.params),
+                      jax.tree.map(jnp.asarray, frozen.batch_stats), jax.tree.map(_placeholder, rngs))
     model.eval()
     return model, config, step, class_names_for(config, num_classes)
 

@@ -1,0 +1,127 @@
+"""actlumos-export: the trained student as a self-contained StableHLO artifact (``jax.export``).
+
+  python -m actlumos_jax.inference.export WORKDIR OUT_DIR [--platforms cpu,cuda]
+
+writes ``OUT_DIR/model.stablehlo`` (``jax.export.Exported.serialize()``) and
+``OUT_DIR/meta.json``. The artifact maps raw uint8 RGB clips (N, T, H, W, 3),
+N symbolic, to float32 logits (N, K): the scaling to [0, 1] and the IG-65M
+normalisation run inside it, the weights are constants of the module, and the
+SSL projection head is not part of it. It runs with jax alone::
+
+    import jax, numpy as np
+    exported = jax.export.deserialize(bytearray(open("OUT_DIR/model.stablehlo", "rb").read()))
+    logits = exported.call(clips_uint8)   # (N, T, H, W, 3) -> (N, K)
+
+``meta.json`` says how the clips must be made (``preprocessing``: frames,
+stride, resize, crop, interpolation, as the stage's evaluation made them) and
+names the classes. ``actlumos-predict OUT_DIR VIDEO...`` reads both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from actlumos_jax.inference.model import (ARTIFACT_FILE, META_FILE, Preprocessing, load_student_model,
+                                          resolve_student_workdir, student_logits)
+from data_pipelines import transforms
+from data_pipelines.bad_input import InputError, run_cli
+
+PROG = "actlumos-export"
+DEFAULT_PLATFORMS = ("cpu", "cuda")
+KNOWN_PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+
+
+def export_student(workdir: str | Path, out_dir: str | Path,
+                   platforms: Sequence[str] = DEFAULT_PLATFORMS) -> dict:
+    """Exports the student of ``workdir`` (a stage or pipeline directory) to ``out_dir``; returns the meta."""
+    unknown = [p for p in platforms if p not in KNOWN_PLATFORMS]
+    if unknown or not platforms:
+        raise InputError(f"platforms must be among {KNOWN_PLATFORMS}, got {list(platforms)}")
+    stage_dir, _ = resolve_student_workdir(workdir)
+    model, config, step, class_names = load_student_model(stage_dir)
+    prep = Preprocessing.from_config(config)
+    dtype = config.model.dtype
+    # Closed over, the concrete weights become constants of the module: the artifact needs no weights file.
+    graphdef, state = nnx.split(model)
+
+    def student(video_uint8):
+        m = nnx.merge(graphdef, state)
+        m.eval()
+        return student_logits(m, video_uint8, dtype)
+
+    (batch,) = jax.export.symbolic_shape("batch")
+    spec = jax.ShapeDtypeStruct((batch, prep.num_frames, *prep.crop, 3), jnp.uint8)
+    started = time.perf_counter()
+    exported = jax.export.export(jax.jit(student), platforms=tuple(platforms))(spec)
+    blob = exported.serialize()
+    seconds = time.perf_counter() - started
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / ARTIFACT_FILE).write_bytes(bytes(blob))
+    meta = {
+        "format": "jax.export serialized Exported (StableHLO); load with jax.export.deserialize",
+        "class_names": list(class_names),
+        "input": {"layout": "NTHWC", "shape": ["batch", prep.num_frames, *prep.crop, 3], "dtype": "uint8",
+                  "channels": "RGB", "range": [0, 255],
+                  "normalisation": {"inside_the_model": True, "scale": 1 / 255, "mean": list(transforms.IG65M_MEAN),
+                                    "std": list(transforms.IG65M_STD)}},
+        "output": {"name": "logits", "shape": ["batch", len(class_names)], "dtype": "float32",
+                   "probabilities": "softmax over the last axis"},
+        "preprocessing": prep.to_json() | {
+            "span": prep.span,
+            "sampling": "num_frames frame indices frame_stride apart; evaluation takes the centred span "
+                        "(indices wrap around modulo the length for a shorter video)",
+            "spatial": "resize every frame to `resize` (height, width), take the centred `crop` (height, width); "
+                       "YUV->RGB with the video's own matrix (data_pipelines.transforms.crop_yuv_to_rgb)"},
+        "platforms": list(exported.platforms),
+        "calling_convention_version": exported.calling_convention_version,
+        "jax_version": jax.__version__,
+        "stage": config.stage,
+        "step": step,
+        "source_workdir": str(Path(stage_dir).absolute()),
+        "model": {"backbone": config.model.backbone.to_dict(), "dtype": dtype},
+        "bytes": len(blob),
+        "export_seconds": round(seconds, 2),
+    }
+    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def _main(args: argparse.Namespace) -> int:
+    platforms = tuple(p.strip() for p in args.platforms.split(",") if p.strip())
+    meta = export_student(args.workdir, args.out_dir, platforms)
+    print(f"{PROG}: wrote {Path(args.out_dir) / ARTIFACT_FILE} ({meta['bytes'] / 1e6:.2f} MB, "
+          f"{', '.join(meta['platforms'])}; input uint8 {tuple(meta['input']['shape'])}, "
+          f"{len(meta['class_names'])} classes) and {META_FILE} in {meta['export_seconds']:.1f} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 2)[2])
+    parser.add_argument("workdir", help="a trained student's stage directory (or a pipeline workdir)")
+    parser.add_argument("out_dir", help="where model.stablehlo and meta.json go")
+    parser.add_argument("--platforms", default=",".join(DEFAULT_PLATFORMS),
+                        help="comma-separated lowering platforms (default cpu,cuda)")
+    parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(_main, args, verbose=args.verbose, prog=PROG)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

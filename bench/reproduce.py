@@ -258,7 +258,9 @@ def write_results(out: Path, name: str, experiment: Experiment, runs_dirs: dict,
 
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="python -m bench.reproduce", description=__doc__.split("\n\n")[0])
-    parser.add_argument("experiments", nargs="+", help=f"{', '.join(EXPERIMENTS)}, or all")
+    parser.add_argument("experiments", nargs="*", help=f"{', '.join(EXPERIMENTS)}, or all")
+    parser.add_argument("--rows", default="", help="rows of configs/reproduce.py to train and tabulate "
+                        "(comma-separated), as one more experiment named 'rows'")
     parser.add_argument("--seeds", type=int, default=3, help="how many seeds: first-seed, first-seed + 1, ...")
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--splits", default="", help="official splits (default: every split of a real "
@@ -283,10 +285,19 @@ def _run(args) -> int:
     from data_pipelines.datasets import VALID_SPLITS  # pylint: disable=g-import-not-at-top
     from configs import base  # pylint: disable=g-import-not-at-top
 
-    names = list(EXPERIMENTS) if args.experiments == ["all"] else args.experiments
+    names = list(EXPERIMENTS) if args.experiments == ["all"] else list(args.experiments)
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         raise InputError(f"unknown experiment(s) {unknown}; choose from {', '.join(EXPERIMENTS)}, or all")
+    experiments = {n: EXPERIMENTS[n] for n in names}
+    if args.rows:
+        chosen = args.rows.split(",")
+        bad_rows = [r for r in chosen if r not in rows_config.ROWS]
+        if bad_rows:
+            raise InputError(f"--rows: unknown row(s) {bad_rows}; rows: {', '.join(rows_config.ROWS)}")
+        experiments["rows"] = Experiment("Chosen rows", tuple(r for r in chosen if rows_config.ROWS[r].stage != "zero_dce"))
+    if not experiments:
+        raise InputError(f"name an experiment ({', '.join(EXPERIMENTS)}, or all) or --rows")
     if args.seeds < 1:
         raise InputError(f"--seeds {args.seeds}: at least one seed")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
@@ -311,13 +322,12 @@ def _run(args) -> int:
 
     root = Path(args.out) / f"{a.dataset}-{a.size}"
     runs_dirs = {(split, seed): root / f"split{split}" / f"seed{seed}" for split in splits for seed in seeds}
-    for name in names:
-        experiment = EXPERIMENTS[name]
+    for name, experiment in experiments.items():
         print(f"[reproduce] {name}: {experiment.title}", flush=True)
         for (split, seed), runs in runs_dirs.items():
             arg = ",".join(filter(None, [args.arg, f"split={split}"]))
             order: list[str] = []
-            for row in experiment.rows:
+            for row in (args.rows.split(",") if name == "rows" else experiment.rows):
                 order += [r for r in rows_config.depends_on(row) if r not in order]
             for row in order:
                 train_row(row, runs, seed, arg, args.set)

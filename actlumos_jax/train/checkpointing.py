@@ -3,7 +3,9 @@
 Saves are asynchronous. The latest checkpoint and the best ``keep_best`` by
 the validation metric are kept. A checkpoint only becomes visible once orbax
 has finalised it (it writes to a temporary directory and renames), so a run
-killed mid-save resumes from the previous one.
+killed mid-save resumes from the previous one. A checkpoint that is there but
+does not restore (a truncated file) is moved aside to ``N.damaged-<time>`` and
+the run resumes from the newest one that does.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,26 +82,50 @@ class StageCheckpointer:
     def restore_newest_good(self, abstract_state: TrainState, data_iterator: Any) -> tuple[int, TrainState] | None:
         """The newest checkpoint that restores, newest first; None when there is none at all.
 
-        A damaged checkpoint (a truncated or deleted file) is named in a warning and
-        left where it is for the user to inspect; the run goes on from the one before.
-        When none restores, a CheckpointError names the newest and why it failed.
+        A damaged checkpoint (a truncated or deleted file) is named in a warning
+        and, once an older one has restored, moved aside to ``N.damaged-<time>``
+        (a name orbax does not read as a step) for the user to inspect: never
+        deleted, and out of the way of the run's own save of step N when it gets
+        there again. When none restores, nothing is moved and a CheckpointError
+        names the newest and why it failed.
         """
         steps = sorted(self.manager.all_steps(), reverse=True)
         failures = []
         for step in steps:
             try:
-                return step, self.restore(step, abstract_state, data_iterator)
+                restored = self.restore(step, abstract_state, data_iterator)
             except Exception as e:  # pylint: disable=broad-except  # orbax raises many kinds for one bad file
                 failures.append((step, _first_line(e)))
                 logging.warning("checkpoint %s cannot be restored: %s", self.directory / str(step), failures[-1][1])
                 print(f"WARNING: checkpoint step {step} in {self.directory} cannot be restored "
-                      f"({failures[-1][1]}); it is left in place. Trying the one before.", flush=True)
+                      f"({failures[-1][1]}). Trying the one before.", flush=True)
+                continue
+            if failures:
+                self._move_aside([s for s, _ in failures], resumed_from=step)
+            return step, restored
         if failures:
             step, reason = failures[0]
             raise CheckpointError(
                 f"no checkpoint in {self.directory} restores; the newest, step {step}, fails with: {reason}. "
                 "Move the directory away to start this stage afresh.")
         return None
+
+    def _move_aside(self, steps: list[int], *, resumed_from: int) -> None:
+        """Renames the damaged step directories ``N`` to ``N.damaged-<time>`` (process 0; the others wait)."""
+        if jax.process_index() == 0:
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            for step in steps:
+                target, n = self.directory / f"{step}.damaged-{stamp}", 1
+                while target.exists():  # damaged again within the second
+                    target, n = self.directory / f"{step}.damaged-{stamp}-{n}", n + 1
+                (self.directory / str(step)).rename(target)
+                message = (f"checkpoint step {step} in {self.directory} is damaged: moved aside to {target} "
+                           f"(kept for inspection; delete it when done). Resuming from step {resumed_from}.")
+                logging.warning(message)
+                print(f"WARNING: {message}", flush=True)
+        if jax.process_count() > 1:
+            ocp.multihost.sync_global_processes(f"actlumos:damaged-moved-aside-{resumed_from}")
+        self.manager.reload()
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

@@ -45,16 +45,33 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_restores(tmp_path, caps
     config = tiny_config("ssl")
     state = _save_stage(tmp_path, config, 11, steps=(2, 4))
     _damage(tmp_path, 4)
-    checkpointer = StageCheckpointer(tmp_path / "checkpoints", best_metric="val_top1")
+    checkpoints = tmp_path / "checkpoints"
+    checkpointer = StageCheckpointer(checkpoints, best_metric="val_top1")
     assert checkpointer.manager.all_steps() == [2, 4]
     step, restored = checkpointer.restore_newest_good(_abstract(state), None)
     assert step == 2 and int(restored.step) == 2
     out = capsys.readouterr().out
-    assert f"checkpoint step 4 in {tmp_path / 'checkpoints'} cannot be restored" in out and "left in place" in out
-    assert (tmp_path / "checkpoints" / "4").is_dir()  # never deleted silently
+    assert f"checkpoint step 4 in {checkpoints} cannot be restored" in out
+    # Never deleted: moved aside, under a name orbax does not take for a step, and the warning says where.
+    [aside] = checkpoints.glob("4.damaged-*")
+    assert f"moved aside to {aside}" in out and "Resuming from step 2" in out
+    assert any(p.is_file() for p in (aside / "state").rglob("*"))
+    assert not (checkpoints / "4").exists() and checkpointer.manager.all_steps() == [2]
+    # The resumed run trains past the damaged step: saving step 4 again works.
+    config_json = json.loads(config.to_json_best_effort())
+    checkpointer.save(4, restored.replace(step=jnp.asarray(4)), None, config_json, None, force=True)
+    checkpointer.wait()
+    assert checkpointer.manager.all_steps() == [2, 4] and aside.is_dir()
+    assert int(checkpointer.restore(4, _abstract(state), None).step) == 4
+    checkpointer.close()
+
+    # None restores: nothing more is moved, and the error names the newest.
     _damage(tmp_path, 2)
+    _damage(tmp_path, 4)
+    checkpointer = StageCheckpointer(checkpoints, best_metric="val_top1")
     with pytest.raises(CheckpointError, match="no checkpoint in .* restores; the newest, step 4, fails"):
         checkpointer.restore_newest_good(_abstract(state), None)
+    assert checkpointer.manager.all_steps() == [2, 4] and list(checkpoints.glob("*.damaged-*")) == [aside]
     checkpointer.close()
 
 

@@ -357,12 +357,13 @@ def make_loader(
         raise ValueError(f"interpolation must be one of {transforms.INTERPOLATIONS}, got {interpolation!r}")
 
     if mode == "balanced" and train:
+        labels = _source_labels(source) if labels is None else np.asarray(labels, np.int64)
+        # First: it names config.train.clips_per_class < 1 (or too few classes) instead of dividing by 0 below.
+        balanced_lib.balanced_epoch_order(labels, balanced_classes, balanced_clips, seed=seed, epoch=0, num_groups=0)
         group = balanced_classes * balanced_clips
         if global_batch_size % group:
             raise ValueError(f"balanced mode: global_batch_size {global_batch_size} is not a multiple of "
                              f"{balanced_classes} classes x {balanced_clips} clips")
-        labels = _source_labels(source) if labels is None else np.asarray(labels, np.int64)
-        balanced_lib.balanced_epoch_order(labels, balanced_classes, balanced_clips, seed=seed, epoch=0, num_groups=0)
         batches_per_epoch = balanced_lib.usable_clip_count(labels, balanced_clips) // global_batch_size
     elif train:
         batches_per_epoch = num_records // global_batch_size

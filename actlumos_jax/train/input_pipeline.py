@@ -118,7 +118,8 @@ def _loader_kwargs(config) -> dict[str, Any]:
         global_batch_size=config.train.batch_size, num_frames=d.num_frames, frame_stride=d.frame_stride,
         ssl_strides=tuple(config.ssl.strides), ssl_variant=config.ssl.variant,
         resize=tuple(d.resize), crop=d.crop, interpolation=d.interpolation,
-        balanced_classes=config.train.batch_size // config.train.clips_per_class,
+        # Read by class-balanced stages only, whose loader refuses clips_per_class < 1 by name.
+        balanced_classes=config.train.batch_size // max(config.train.clips_per_class, 1),
         balanced_clips=config.train.clips_per_class, seed=config.seed, num_workers=d.num_workers,
         on_bad_input=config.dataset.on_bad_input,
     )

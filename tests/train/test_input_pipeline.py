@@ -6,6 +6,8 @@ import pytest
 from actlumos_jax.train import input_pipeline
 from actlumos_jax.train.stages import make_stage
 from configs import base
+from data_pipelines.bad_input import InputError
+from data_pipelines.records import ClipRecord, SplitInfo
 from tests.train.helpers import tiny_config
 
 
@@ -71,6 +73,30 @@ def test_model_choices_are_validated_before_anything_is_built(field, value):
     c.model[field] = value
     with pytest.raises(ValueError, match=f"config.model.{field} must be one of"):
         base.validate(c)
+
+
+@pytest.mark.parametrize("balanced", [True, False])
+def test_clips_per_class_below_one_is_refused_by_name(balanced):
+    c = tiny_config("teacher", **{"train.class_balanced": balanced, "train.clips_per_class": 0})
+    with pytest.raises(InputError, match=r"^config.train.clips_per_class must be >= 1 .*, got 0$"):
+        base.validate(c)
+    # Built without validate: a stage that does not balance its batches never reads it, one that does names it.
+    clips = [ClipRecord(f"c{i % 2}/{i}.mp4", i % 2, f"/nowhere/{i}.mp4") for i in range(16)]
+    info = SplitInfo("synthetic", "train", ("c0", "c1"))
+    if balanced:
+        with pytest.raises(InputError, match=r"need config.train.clips_per_class >= 1, got 0"):
+            input_pipeline.make_train_loader(c, clips, info, "balanced")
+    else:
+        assert input_pipeline.make_train_loader(c, clips, info, "supervised").steps_per_epoch == 2
+
+
+@pytest.mark.parametrize("resize, crop", [((1, 2), 32), ((36, 31), 32), ((64, 20), 32)])
+def test_a_resize_smaller_than_the_crop_is_refused_before_anything_is_built(resize, crop):
+    c = tiny_config("teacher", **{"data.resize": resize, "data.crop": crop})
+    with pytest.raises(InputError, match=rf"^config.data.resize=\({resize[0]}, {resize[1]}\) is smaller than "
+                                         rf"config.data.crop={crop}: "):
+        base.validate(c)
+    base.validate(tiny_config("teacher", **{"data.resize": (crop, crop), "data.crop": crop}))
 
 
 def test_parse_arg_types_booleans_and_names_a_bad_value():

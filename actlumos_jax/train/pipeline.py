@@ -8,10 +8,13 @@ import ml_collections
 from absl import logging
 
 from actlumos_jax.train.loop import StageResult, run_stage
-from actlumos_jax.train.warm_start import stage_finished
+from actlumos_jax.train.warm_start import DONE_FILE, stage_finished
+from data_pipelines.bad_input import InputError
 
 STAGE_DIRS = {"teacher": "teacher", "ssl": "ssl_student", "ssl_only": "ssl_only_student", "kd": "kd_student",
               "kd_only": "kd_only_student"}
+# The key that points the KD stage at a prerequisite trained elsewhere.
+WORKDIR_KEYS = {"teacher": "kd.teacher_workdir", "ssl": "init.student_workdir"}
 
 
 def _say(message: str) -> None:
@@ -34,7 +37,11 @@ def run_kd_pipeline(config: ml_collections.ConfigDict, workdir: str | Path) -> d
             stage_config.init.backbone_from_teacher = str(teacher_dir)
         if stage_finished(stage_dir) is None:
             if not config.pipeline.train_prerequisites:
-                raise FileNotFoundError(f"the KD stage needs a finished {name} stage in {stage_dir}")
+                raise InputError(
+                    f"the KD stage needs a finished {name} stage in {stage_dir} (no {DONE_FILE} there), and "
+                    "config.pipeline.train_prerequisites=False forbids training it here: drop "
+                    "--config.pipeline.train_prerequisites=False to train it first, or point "
+                    f"--config.{WORKDIR_KEYS[name]} at the workdir of a finished {name} stage")
             _say(f"[pipeline] no finished {name} stage in {stage_dir}: training it first")
             if name == "ssl" and config.pipeline.student_backbone_from_teacher:
                 _say(f"[pipeline] the SSL student's backbone starts from the teacher's ({teacher_dir})")

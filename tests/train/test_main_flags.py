@@ -87,6 +87,23 @@ def test_a_good_command_line_reaches_the_config_checks(env, tmp_path):
     assert line.startswith("error: dataset 'arid10' needs its root")
 
 
+@pytest.mark.parametrize("args, first_line", [
+    ([TEACHER, "--config.train.clips_per_class=0"],
+     "error: config.train.clips_per_class must be >= 1 (the clips of each class in a class-balanced batch), got 0"),
+    ([TEACHER, "--config.data.resize=(1, 2)"],
+     "error: config.data.resize=(1, 2) is smaller than config.data.crop=32: "),
+    # The KD pipeline told not to train its prerequisites, with none finished: the stage dir and the flag.
+    (["--config.pipeline.train_prerequisites=False"],
+     "error: the KD stage needs a finished teacher stage in {workdir}/teacher (no final_metrics.json there), and "
+     "config.pipeline.train_prerequisites=False forbids training it here: drop "
+     "--config.pipeline.train_prerequisites=False to train it first, or point --config.kd.teacher_workdir at "),
+])
+def test_a_config_that_cannot_run_is_one_line(env, tmp_path, args, first_line):
+    workdir = tmp_path / "never"
+    line = _refused([*MAIN, *args, f"--workdir={workdir}"], env, workdir)
+    assert line.startswith(first_line.format(workdir=workdir)), line
+
+
 def test_a_file_that_is_not_a_config_is_named(env, tmp_path):
     notes = tmp_path / "notes.py"
     notes.write_text("x = 1\n")

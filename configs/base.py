@@ -110,8 +110,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 def _tiny(c: ml_collections.ConfigDict) -> None:
     """Small enough to train all stages of the demo on a 2-core CPU in minutes.
 
-    XLA's CPU 3-D convolutions are slow, so the clips are 8 x 32 x 32 and the
-    backbone R(2+1)D-10 at 1/8 width (~1 s per student step of 16 clips). With
+    Small enough for a 2-core CPU: 8 x 32 x 32 clips and R(2+1)D-10 at 1/8 width
+    (``python -m bench.model_forward --preset tiny --train_step`` times it). With
     the encoder seeing one temporal token, BERT's key masking would hide the
     only token from [CLS] for a fifth of the clips, so it is off here.
     """
@@ -138,8 +138,8 @@ def _tiny(c: ml_collections.ConfigDict) -> None:
     c.optim.clip_grad_norm = 1.0
     c.train.batch_size = 16
     c.train.epochs = 3
-    # Starting grain's worker processes costs ~3 s per evaluation; decoding the demo's 132 test
-    # clips in the training process takes ~0.9 s.
+    # Starting grain's worker processes for each evaluation costs more than decoding the demo's
+    # test clips in the training process.
     c.eval.num_workers = 0
     c.checkpoint.every_steps = 50
     c.log_every_steps = 5

@@ -10,6 +10,10 @@ Here the frames come from the training split of the dataset, a few evenly
 spaced frames per clip, held in memory as uint8. Writes ``OUT/zero_dce.npz``
 (read it with ``load_zero_dce(OUT)`` or ``enhance(x, "zero_dce",
 zero_dce_weights=OUT/zero_dce.npz)``) and ``OUT/train_log.json``.
+
+The CLI runs behind the project's error boundary (``data_pipelines.bad_input.run_cli``):
+a bad dataset root, split list or video prints as one ``error: ...`` message with
+no traceback and exits 2; ``--verbose`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from flax import nnx
 
 from actlumos_jax.models.zero_dce import WEIGHTS_FILE, DCENet, load_zero_dce, save_zero_dce  # noqa: F401
 from actlumos_jax.zero_dce_losses import zero_dce_loss
+from data_pipelines.bad_input import InputError, run_cli
 
 
 def read_frames(dataset: str, *, root=None, split: int | None = None, subset: str = "train",
@@ -48,6 +53,9 @@ def read_frames(dataset: str, *, root=None, split: int | None = None, subset: st
             shrink = frame.shape[0] * frame.shape[1] > size * size
             frames.append(cv2.resize(frame, (size, size),
                                      interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR))
+    if not frames:
+        raise InputError(f"{dataset} ({subset} split) gave no clips to take frames from"
+                         + (f" (max_clips={max_clips})" if max_clips is not None else ""))
     return np.stack(frames)
 
 
@@ -119,11 +127,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
-
     out = Path(args.out)
     if (out / WEIGHTS_FILE).exists() and not args.overwrite:
         parser.error(f"{out / WEIGHTS_FILE} exists; pass --overwrite to replace it")
+    return run_cli(_run, args, verbose=args.verbose)
+
+
+def _run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
     frames = read_frames(args.dataset, root=args.root, split=args.split, synthetic_preset=args.synthetic_preset,
                          seed=args.seed, frames_per_clip=args.frames_per_clip, size=args.size,
                          max_clips=args.max_clips)

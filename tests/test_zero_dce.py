@@ -8,6 +8,9 @@ worth counting.
 """
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -424,6 +427,20 @@ def test_training_cli_on_the_synthetic_dataset(tmp_path, capsys):
     assert enhanced.shape == (32, 32, 3) and np.all(np.isfinite(enhanced))
     with pytest.raises(SystemExit):
         zero_dce_train.main(["--steps=1", f"--out={out}"])  # refuses to overwrite
+
+
+def test_training_cli_names_a_bad_dataset_root_in_one_line(tmp_path):
+    cmd = [sys.executable, "-m", "actlumos_jax.zero_dce_train", "--dataset=arid10", f"--root={tmp_path / 'nope'}",
+           f"--out={tmp_path / 'run'}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"error: arid10 root {tmp_path / 'nope'} does not exist or is not a directory. ARID V1.0 is distributed on "
+        "request by its authors (https://xuyu0010.github.io/arid.html)."], proc.stderr[-3000:]
+    assert not (tmp_path / "run").exists()
+    verbose = subprocess.run([*cmd, "--verbose"], capture_output=True, text=True, timeout=300,
+                             cwd=Path(__file__).resolve().parents[1])
+    assert verbose.returncode != 0 and "Traceback" in verbose.stderr and "DatasetError" in verbose.stderr
 
 
 # ----------------------------------------------------------------- enhance(method="zero_dce")

@@ -28,6 +28,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from actlumos_jax.inference.model import (ARTIFACT_FILE, META_FILE, Preprocessing, load_student_model,
@@ -38,14 +39,17 @@ from data_pipelines.bad_input import InputError, run_cli
 PROG = "actlumos-export"
 DEFAULT_PLATFORMS = ("cpu", "cuda")
 KNOWN_PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+ONNX_FILE = "model.onnx"
 
 
 def export_student(workdir: str | Path, out_dir: str | Path,
-                   platforms: Sequence[str] = DEFAULT_PLATFORMS) -> dict:
+                   platforms: Sequence[str] = DEFAULT_PLATFORMS, onnx: bool = False) -> dict:
     """Exports the student of ``workdir`` (a stage or pipeline directory) to ``out_dir``; returns the meta."""
     unknown = [p for p in platforms if p not in KNOWN_PLATFORMS]
     if unknown or not platforms:
         raise InputError(f"platforms must be among {KNOWN_PLATFORMS}, got {list(platforms)}")
+    if onnx:
+        _onnx_tools()  # before any work
     stage_dir, _ = resolve_student_workdir(workdir)
     model, config, step, class_names = load_student_model(stage_dir)
     prep = Preprocessing.from_config(config)
@@ -93,16 +97,65 @@ def export_student(workdir: str | Path, out_dir: str | Path,
         "bytes": len(blob),
         "export_seconds": round(seconds, 2),
     }
+    if onnx:
+        meta["onnx"] = export_onnx(student, spec, out_dir / ONNX_FILE, model, dtype)
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2))
     return meta
 
 
+def _onnx_tools():
+    """jax2onnx, onnxruntime and the converter's version; an ``InputError`` saying how to install them."""
+    try:
+        import importlib.metadata  # pylint: disable=g-import-not-at-top
+        import jax2onnx  # pylint: disable=g-import-not-at-top
+        import onnxruntime  # pylint: disable=g-import-not-at-top
+    except ImportError as e:
+        raise InputError(f"--onnx needs jax2onnx and onnxruntime ({e}). jax2onnx 0.17 declares "
+                         "orbax-checkpoint<0.11.37 while this project pins 0.12.8, so install it beside, without "
+                         "its dependencies: pip install --no-deps jax2onnx==0.17.1 onnx-ir onnx onnxruntime") from None
+    return jax2onnx, onnxruntime, importlib.metadata.version("jax2onnx")
+
+
+def export_onnx(student, spec: jax.ShapeDtypeStruct, path: Path, model: nnx.Module, dtype: str,
+                tolerance: float = 1e-5) -> dict:
+    """The same function through jax2onnx (ONNX opset 23, batch dynamic), checked with onnxruntime on random dark
+    clips against the Student's own forward pass: the max difference must stay within ``tolerance`` of the
+    logits' scale."""
+    jax2onnx, onnxruntime, version = _onnx_tools()
+    import logging as std_logging  # pylint: disable=g-import-not-at-top
+    serde = std_logging.getLogger("onnx_ir.serde")  # one warning per shape constant it cannot type
+    previous = serde.level
+    serde.setLevel(std_logging.ERROR)
+    try:
+        started = time.perf_counter()
+        proto = jax2onnx.to_onnx(student, [spec], model_name="actlumos_student", input_names=["clips_uint8"],
+                                 output_names=["logits"])
+        seconds = time.perf_counter() - started
+    finally:
+        serde.setLevel(previous)
+    path.write_bytes(proto.SerializeToString())
+    clips = np.random.default_rng(0).integers(0, 60, (3, *spec.shape[1:]), dtype=np.uint8)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: clips})[0]
+    want = np.asarray(model(transforms.normalize(clips, dtype)).logits)
+    diff, scale = float(np.abs(got - want).max()), float(np.abs(want).max())
+    if not diff <= tolerance * max(scale, 1e-6):
+        raise RuntimeError(f"the ONNX model's logits differ from the library model's by {diff:.3g} "
+                           f"(scale {scale:.3g}); {path} is not usable")
+    return {"file": path.name, "converter": f"jax2onnx {version}",
+            "opset": 23, "onnxruntime_max_abs_diff": diff, "logit_scale": scale, "convert_seconds": round(seconds, 2)}
+
+
 def _main(args: argparse.Namespace) -> int:
     platforms = tuple(p.strip() for p in args.platforms.split(",") if p.strip())
-    meta = export_student(args.workdir, args.out_dir, platforms)
+    meta = export_student(args.workdir, args.out_dir, platforms, onnx=args.onnx)
     print(f"{PROG}: wrote {Path(args.out_dir) / ARTIFACT_FILE} ({meta['bytes'] / 1e6:.2f} MB, "
           f"{', '.join(meta['platforms'])}; input uint8 {tuple(meta['input']['shape'])}, "
           f"{len(meta['class_names'])} classes) and {META_FILE} in {meta['export_seconds']:.1f} s")
+    if "onnx" in meta:
+        o = meta["onnx"]
+        print(f"{PROG}: wrote {Path(args.out_dir) / o['file']} ({o['converter']}, opset {o['opset']}); onnxruntime "
+              f"logits within {o['onnxruntime_max_abs_diff']:.2g} of the library model's (scale {o['logit_scale']:.2g})")
     return 0
 
 
@@ -114,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("out_dir", help="where model.stablehlo and meta.json go")
     parser.add_argument("--platforms", default=",".join(DEFAULT_PLATFORMS),
                         help="comma-separated lowering platforms (default cpu,cuda)")
+    parser.add_argument("--onnx", action="store_true",
+                        help="also write model.onnx through jax2onnx, checked against the library model with "
+                             "onnxruntime (needs jax2onnx and onnxruntime)")
     parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     return parser
 

@@ -110,3 +110,25 @@ def test_export_refuses_a_teacher(teacher_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("actlumos-export: error: ") and "is a teacher stage" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_onnx_export_matches_the_library_model(student_dir, tmp_path):
+    """Runs where jax2onnx and onnxruntime are installed (not a dependency: see export._onnx_tools)."""
+    pytest.importorskip("jax2onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    meta = export.export_student(student_dir, tmp_path, ("cpu",), onnx=True)
+    assert meta["onnx"]["onnxruntime_max_abs_diff"] <= 1e-5 * meta["onnx"]["logit_scale"]
+    model, _, _, _ = load_student_model(student_dir)
+    clips = np.random.default_rng(1).integers(0, 255, (2, 8, 32, 32, 3), dtype=np.uint8)
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"clips_uint8": clips})[0]
+    want = np.asarray(model(transforms.normalize(clips)).logits)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_onnx_without_the_converter_is_one_line(student_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "jax2onnx", None)  # import fails as if not installed
+    assert export.main([str(student_dir), str(tmp_path / "out"), "--onnx"]) == 2
+    err = capsys.readouterr().err
+    assert "--onnx needs jax2onnx" in err and "pip install --no-deps jax2onnx" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # refused before any work

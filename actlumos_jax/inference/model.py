@@ -222,7 +222,8 @@ def load_workdir(path: str | Path, batch_size: int = 8) -> Predictor:
     model, config, step, class_names = load_student_model(workdir)
     done = warm_start.stage_finished(workdir) or {}
     info = {"stage": config.stage, "step": step, "title": done.get("title", ""),
-            "finished": bool(done), "test_metrics": done.get("metrics", {})}
+            "finished": bool(done), "test_metrics": done.get("metrics", {}),
+            "dataset": (config.get("dataset") or ml_collections.ConfigDict()).to_dict()}
     if note:
         info["note"] = note
     return Predictor(workdir, "workdir", class_names, Preprocessing.from_config(config),
@@ -249,7 +250,7 @@ def load_artifact(path: str | Path, batch_size: int = 8) -> Predictor:
         raise InputError(f"{path}: exported for {', '.join(exported.platforms)}, and this machine runs {platform}; "
                          "export it again for this platform")
     call = jax.jit(exported.call)
-    info = {k: meta[k] for k in ("stage", "step", "source_workdir") if k in meta}
+    info = {k: meta[k] for k in ("stage", "step", "source_workdir", "dataset") if k in meta}
     return Predictor(path, "artifact", tuple(meta["class_names"]), Preprocessing.from_json(meta["preprocessing"]),
                      call, info, batch_size)
 

@@ -74,7 +74,7 @@ def write_stage(workdir, config, *, step=3, seed=0, finished=True, metrics=None)
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("arid")
-    return write_synthetic_like(root, splits=(1, 2), num_frames=CLIP_FRAMES, height=48, width=64)
+    return write_synthetic_like(root, splits=(1, 2, 3), num_frames=CLIP_FRAMES, height=48, width=64)
 
 
 def stage_config(stage, dataset, **overrides):

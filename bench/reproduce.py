@@ -57,23 +57,38 @@ class Experiment:
     title: str
     rows: tuple[str, ...]
     reference_row: str = ""   # drawn as a dashed line on the chart (Fig. 5's KD-only student)
+    # The paper's orderings among the rows, (lower, higher): each is tested on the runs' top-1.
+    orderings: tuple[tuple[str, str], ...] = ()
 
 
 EXPERIMENTS = {
     "table5": Experiment("Table 5: the knowledge-distillation pipeline",
-                         ("teacher_dff", "student_ssl_only", "student_ssl_kd")),
+                         ("teacher_dff", "student_ssl_only", "student_ssl_kd"),
+                         orderings=(("student_ssl_only", "student_ssl_kd"), ("teacher_dff", "student_ssl_kd"))),
     "table6": Experiment("Table 6: teacher fusion, and the SSL + KD student distilled from each teacher",
                          ("teacher_dark_only", "teacher_retinex_only", "teacher_concat", "teacher_dff",
                           "student_from_dark_only", "student_from_retinex_only", "student_from_concat",
-                          "student_ssl_kd")),
+                          "student_ssl_kd"),
+                         orderings=(("teacher_dark_only", "teacher_retinex_only"), ("teacher_retinex_only", "teacher_concat"),
+                                    ("teacher_concat", "teacher_dff"), ("student_from_dark_only", "student_from_retinex_only"),
+                                    ("student_from_retinex_only", "student_from_concat"),
+                                    ("student_from_concat", "student_ssl_kd"))),
     "table7": Experiment("Table 7: SSL variants of the student, KD fixed",
-                         ("student_kd_only", "student_ssl_spatial_kd", "student_ssl_temporal_kd", "student_ssl_kd")),
-    "table8": Experiment("Table 8: the DFF teacher with and without SupCon", ("teacher_dff_no_supcon", "teacher_dff")),
+                         ("student_kd_only", "student_ssl_spatial_kd", "student_ssl_temporal_kd", "student_ssl_kd"),
+                         orderings=(("student_kd_only", "student_ssl_kd"), ("student_ssl_spatial_kd", "student_ssl_kd"),
+                                    ("student_ssl_temporal_kd", "student_ssl_kd"),
+                                    ("student_ssl_spatial_kd", "student_ssl_temporal_kd"))),
+    "table8": Experiment("Table 8: the DFF teacher with and without SupCon", ("teacher_dff_no_supcon", "teacher_dff"),
+                         orderings=(("teacher_dff_no_supcon", "teacher_dff"),)),
     "fig5": Experiment("Fig. 5: the source of the SSL pool (target, other dataset, both), KD fixed",
                        ("student_kd_only", "student_ssl_kd", "student_ssl_other_kd", "student_ssl_combined_kd"),
-                       reference_row="student_kd_only"),
+                       reference_row="student_kd_only",
+                       orderings=(("student_kd_only", "student_ssl_other_kd"), ("student_ssl_other_kd", "student_ssl_kd"),
+                                  ("student_ssl_kd", "student_ssl_combined_kd"))),
     "baselines": Experiment("Baselines against ActLumos",
-                            ("teacher_darklight", "teacher_dlkdd", "student_dlkdd", "teacher_dff", "student_ssl_kd")),
+                            ("teacher_darklight", "teacher_dlkdd", "student_dlkdd", "teacher_dff", "student_ssl_kd"),
+                            orderings=(("teacher_darklight", "teacher_dff"), ("teacher_darklight", "student_ssl_kd"),
+                                       ("student_ssl_kd", "student_dlkdd"))),
 }
 
 
@@ -181,6 +196,18 @@ def seed_means(entries: list[dict], key: str) -> np.ndarray:
     return np.array([np.mean([e[key] for e in entries if e["seed"] == s]) for s in seeds])
 
 
+def ordering(lower: list[dict], higher: list[dict], clips: float) -> dict:
+    """How far ``higher`` leads ``lower`` in test top-1, with its standard error and the seeds where it held."""
+    a, b = seed_means(higher, "test_top1"), seed_means(lower, "test_top1")
+    d = a - b
+    se_seeds = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+    pa, pb = a.mean() / 100, b.mean() / 100
+    se_clips = 100 * np.sqrt((pa * (1 - pa) + pb * (1 - pb)) / max(clips, 1))
+    se = float(np.hypot(se_seeds, se_clips)) if len(d) > 1 else se_clips
+    return {"delta": float(d.mean()), "se_seeds": float(se_seeds), "se_clips": float(se_clips),
+            "z": float(d.mean() / se) if se > 0 else float("nan"), "held": int((d > 0).sum()), "seeds": len(d)}
+
+
 def _mean_std(values: np.ndarray) -> str:
     if len(values) < 2:
         return f"{values.mean():.1f}"
@@ -194,20 +221,32 @@ def table(name: str, experiment: Experiment, results: dict, dataset: str) -> str
     seeds = sorted({e["seed"] for e in any_entries})
     splits = sorted({e["split"] for e in any_entries})
     lines = [f"### {experiment.title}", "",
-             f"| Row | What was trained | Params (M) | Top-1 | Top-5 | Paper top-1 ({paper_ds}) | Paper top-5 |",
-             "|---|---|---|---|---|---|---|"]
+             f"| Row | What was trained | Params (M) | Top-1 | Top-5 | Top-1 per seed | Paper top-1 ({paper_ds}) "
+             "| Paper top-5 |",
+             "|---|---|---|---|---|---|---|---|"]
     for row, r in results.items():
         e = r["runs"]
         paper = PAPER.get(row, {}).get(paper_key, (None, None))
         fmt = lambda v: "" if v is None else f"{v:.2f}"
         lines.append(f"| {r['title']} | {e[0]['title']} | {e[0]['parameters'] / 1e6:.2f} | "
                      f"{_mean_std(seed_means(e, 'test_top1'))} | {_mean_std(seed_means(e, 'test_top5'))} | "
-                     f"{fmt(paper[0])} | {fmt(paper[1])} |")
+                     f"{' / '.join(f'{v:.1f}' for v in seed_means(e, 'test_top1'))} | {fmt(paper[0])} | {fmt(paper[1])} |")
     clips = any_entries[0].get("test_clips", 0)
     walls = [e["wall_seconds"] for r in results.values() for e in r["runs"] if e.get("wall_seconds")]
     lines += ["", f"`python -m bench.reproduce {name}`: {dataset}, split(s) {', '.join(map(str, splits))}, "
               f"seeds {', '.join(map(str, seeds))}; mean ± sample std over seeds of the mean over splits; "
               f"{clips:.0f} test clips per split. Protocol: {any_entries[0]['protocol']}."]
+    if experiment.orderings:
+        lines += ["", "| Paper's ordering | Δ top-1 (higher − lower) | SE paired by seed | SE over test clips "
+                  "| Δ / SE | Held in |", "|---|---|---|---|---|---|"]
+        for lower, higher in experiment.orderings:
+            o = ordering(results[lower]["runs"], results[higher]["runs"], clips * len(splits))
+            lines.append(f"| {results[lower]['title']} < {results[higher]['title']} | {o['delta']:+.1f} | "
+                         f"{o['se_seeds']:.1f} | {o['se_clips']:.1f} | {o['z']:+.1f} | "
+                         f"{o['held']} of {o['seeds']} seeds |")
+        lines.append("SE: the two parts in quadrature give Δ / SE. Paired by seed: the std of the per-seed "
+                     "differences over √n (rows of one seed share their teacher and SSL start). Over test "
+                     "clips: the binomial error of two classifiers at the rows' accuracies, unpaired.")
     if dataset not in PAPER_DATASETS:
         lines.append("The paper's columns are its ARID V1.0 figures, for the ordering only: the embedded data "
                      "and the CPU-sized models are not comparable in level.")

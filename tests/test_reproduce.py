@@ -227,3 +227,18 @@ def test_a_finished_run_is_reused_and_a_changed_config_is_refused(suite):
     changed = _reproduce(env, out, "table8", "--seeds", "2", "--set", "loss.supcon_temperature=0.2", check=False)
     assert changed.returncode != 0 and "Traceback" not in changed.stderr
     assert "loss.supcon_temperature: stored 0.1, now 0.2" in changed.stderr
+
+
+def test_an_ordering_is_the_mean_paired_difference_with_both_standard_errors():
+    lower = [{"seed": s, "split": k, "test_top1": v} for s, vals in enumerate([(10, 14), (20, 20), (30, 26)])
+             for k, v in zip((1, 2), vals)]
+    higher = [{"seed": s, "split": k, "test_top1": v} for s, vals in enumerate([(30, 30), (25, 25), (50, 40)])
+              for k, v in zip((1, 2), vals)]
+    o = reproduce.ordering(lower, higher, clips=200)
+    # Per seed, the mean over the two splits: lower 12, 20, 28; higher 30, 25, 45; differences 18, 5, 17.
+    d = np.array([18.0, 5.0, 17.0])
+    assert o["delta"] == pytest.approx(d.mean()) and o["held"] == 3 and o["seeds"] == 3
+    assert o["se_seeds"] == pytest.approx(d.std(ddof=1) / np.sqrt(3))
+    pa, pb = 100 / 3 / 100, 20 / 100
+    assert o["se_clips"] == pytest.approx(100 * np.sqrt((pa * (1 - pa) + pb * (1 - pb)) / 200))
+    assert o["z"] == pytest.approx(d.mean() / np.hypot(o["se_seeds"], o["se_clips"]))

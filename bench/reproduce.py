@@ -316,7 +316,20 @@ def main(argv=None) -> int:
     args = _parse(argv)
     from data_pipelines.bad_input import run_cli  # pylint: disable=g-import-not-at-top
 
-    return run_cli(lambda: _run(args), verbose=args.verbose)
+    return run_cli(lambda: _run_or_stop(args), verbose=args.verbose)
+
+
+def _run_or_stop(args) -> int:
+    """A pre-empted or diverged run stops the suite with its one-line reason, as main.py does."""
+    from actlumos_jax.train import loop  # pylint: disable=g-import-not-at-top
+
+    try:
+        return _run(args)
+    except (loop.NonFiniteLossError, loop.Preempted) as e:
+        if args.verbose:
+            raise
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 3
 
 
 def _run(args) -> int:

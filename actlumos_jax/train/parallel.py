@@ -20,18 +20,28 @@ from absl import logging
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from actlumos_jax.checkpoint_compat import path_name
+from data_pipelines.bad_input import InputError
 
 DATA_AXIS = "data"
+# ACTLUMOS_DISTRIBUTED=auto: a launcher (scripts/launch_tpu_vm.sh) leaves finding the
+# cluster to jax.distributed.initialize() with no arguments, e.g. on Cloud TPU VM pod
+# slices, where jax reads the workers and this worker's index from the TPU metadata.
+AUTO_ENV = "ACTLUMOS_DISTRIBUTED"
 
 
 def initialize_distributed(coordinator_address: str = "", num_processes: int = 0, process_id: int = -1) -> None:
     """Starts jax.distributed when this is one process of several.
 
-    Explicit arguments win; otherwise a SLURM job step with more than one
+    Explicit arguments win; then ``ACTLUMOS_DISTRIBUTED=auto`` (jax finds the
+    cluster itself: TPU VM pod slices); then a SLURM job step with more than one
     task is detected (jax reads SLURM_* itself); otherwise single-process.
     """
     if jax.distributed.is_initialized():
         return
+    auto = os.environ.get(AUTO_ENV, "")
+    if auto not in ("", "auto"):
+        raise InputError(f"{AUTO_ENV}={auto!r}: the only value is 'auto' (jax.distributed.initialize() finds the "
+                         "cluster); unset it to run single-process or under SLURM")
     if coordinator_address:
         if num_processes < 1 or process_id < 0:
             raise ValueError("with a coordinator address, num_processes and process_id must be given too")
@@ -39,10 +49,18 @@ def initialize_distributed(coordinator_address: str = "", num_processes: int = 0
         # and TPUs ignore it. Asking for the backend here would initialise it too early.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    elif auto:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize()
     elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_STEP_ID" in os.environ:
         jax.distributed.initialize()
     else:
         return
+    # jax writes the persistent compilation cache from process 0 only: on a warm cache process 0
+    # skips compiling what the others still compile (their programs on their own devices are never
+    # written), and the first collective waits for them (on CPU, gloo gives up after 30 s). The
+    # slowest process sets the pace either way, so a multi-process run loses nothing without it.
+    jax.config.update("jax_enable_compilation_cache", False)
     # Open the cross-process collectives now, while all processes are in step:
     # a context first opened later (e.g. by orbax) times out after 30 s if one
     # process is still compiling.

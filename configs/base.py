@@ -3,7 +3,7 @@
 ``get_config(arg)`` takes a comma-separated ``key=value`` string, as in
 ``--config=configs/teacher.py:dataset=arid10,split=2,size=paper``:
   dataset  synthetic (default, the embedded dataset) | arid10 | arid15 | dark48
-  split    the dataset's split number (default: its first split)
+  split    the dataset's split number (default: its first split, written into the config)
   root     the dataset's root directory (required for the real datasets)
   size     tiny (default: CPU-sized) | paper (64x112x112, R(2+1)D-34, AdamW 1e-5, 50 epochs)
 Any field can then be overridden with ``--config.a.b=value``; unknown keys and
@@ -15,6 +15,7 @@ import ml_collections
 from actlumos_jax.models import FUSIONS, STREAM_NORMS, default_model_config
 from actlumos_jax.train import stages
 from data_pipelines.bad_input import InputError
+from data_pipelines.datasets import DEFAULT_SPLIT
 
 DATASETS = ("synthetic", "arid10", "arid15", "dark48")
 SIZES = ("tiny", "paper")
@@ -67,7 +68,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # copy (built from `root` on first use) from tfds_data_dir through tfds.data_source.
     # val_fraction: the share of the training actors held out as the validation split, which
     # chooses checkpoints and drives the plateau schedule (never the test split); val_seed draws them.
-    c.dataset = dict(name=a.dataset, root=a.root, split=a.split, synthetic_preset=a.preset,
+    # The split is always explicit, so two configs of one split are equal (for the fingerprint).
+    split = a.split if a.split >= 0 else DEFAULT_SPLIT[a.dataset]
+    c.dataset = dict(name=a.dataset, root=a.root, split=split, synthetic_preset=a.preset,
                      synthetic_seed=0, on_bad_input="fail", source="files", tfds_data_dir="",
                      val_fraction=0.2, val_seed=0)
 

@@ -52,6 +52,13 @@ def export_student(workdir: str | Path, out_dir: str | Path,
         _onnx_tools()  # before any work
     stage_dir, _ = resolve_student_workdir(workdir)
     model, config, step, class_names = load_student_model(stage_dir)
+    return export_model(model, config, class_names, out_dir, platforms, onnx,
+                        {"stage": config.stage, "step": step, "source_workdir": str(Path(stage_dir).absolute())})
+
+
+def export_model(model: nnx.Module, config, class_names: Sequence[str], out_dir: str | Path,
+                 platforms: Sequence[str] = DEFAULT_PLATFORMS, onnx: bool = False, source: dict | None = None) -> dict:
+    """Exports a Student in evaluation mode built from ``config`` (its ``data`` and ``model``) to ``out_dir``."""
     prep = Preprocessing.from_config(config)
     dtype = config.model.dtype
     # Closed over, the concrete weights become constants of the module: the artifact needs no weights file.
@@ -90,9 +97,7 @@ def export_student(workdir: str | Path, out_dir: str | Path,
         "platforms": list(exported.platforms),
         "calling_convention_version": exported.calling_convention_version,
         "jax_version": jax.__version__,
-        "stage": config.stage,
-        "step": step,
-        "source_workdir": str(Path(stage_dir).absolute()),
+        **(source or {}),
         "dataset": config.dataset.to_dict(),
         "model": {"backbone": config.model.backbone.to_dict(), "dtype": dtype},
         "bytes": len(blob),

@@ -63,7 +63,7 @@ class Views:
             raise InputError("give either temporal clips (--views TxS) or a window stride, not both")
 
     def describe(self) -> str:
-        where = f"{self.temporal} temporal clips" if self.temporal else \
+        where = f"{self.temporal} temporal clip{'s' if self.temporal > 1 else ''}" if self.temporal else \
             f"sliding windows{f' every {self.stride} frames' if self.stride else ''}"
         return f"{where} x {self.spatial} spatial crop{'s' if self.spatial > 1 else ''}"
 

@@ -53,7 +53,7 @@ def test_all_splits_give_mean_and_std(student_dir, tmp_path, capsys):
     assert evaluate.main([str(student_dir), "--all-splits", "--views", "1x3", "-o", str(out), "--no-progress"]) == 0
     report = json.loads(out.read_text())
     assert sorted(report["splits"]) == ["1", "2", "3"]
-    assert report["splits"]["2"]["views"] == "1 temporal clips x 3 spatial crops"
+    assert report["splits"]["2"]["views"] == "1 temporal clip x 3 spatial crops"
     # The fake dataset lists the same clips in every split: equal results, std 0.
     top1 = [r["top1"] for r in report["splits"].values()]
     assert report["mean"]["top1"] == pytest.approx(np.mean(top1)) and report["mean"]["top1_std"] == 0.0

@@ -27,6 +27,8 @@ INSTALL_REQUIRES = [
     "opencv-python-headless==5.0.0.93",
     # The figures: bench/gate_vs_light.py, bench/teacher_table.py.
     "matplotlib==3.11.2",
+    # jax.export serialises the exported student (actlumos-export) with it.
+    "flatbuffers==25.12.19",
 ]
 
 EXTRAS_REQUIRE = {
@@ -52,5 +54,11 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["actlumos_jax", "actlumos_jax.*", "data_pipelines", "data_pipelines.*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
-    entry_points={"console_scripts": ["actlumos-convert=actlumos_jax.convert:run"]},
+    entry_points={"console_scripts": [
+        "actlumos-convert=actlumos_jax.convert:run",
+        "actlumos-predict=actlumos_jax.inference.predict:main",
+        "actlumos-eval=actlumos_jax.inference.evaluate:main",
+        "actlumos-export=actlumos_jax.inference.export:main",
+        "actlumos-report=actlumos_jax.inference.report:main",
+    ]},
 )

@@ -48,9 +48,11 @@ def main(argv):
     from data_pipelines.bad_input import run_cli  # pylint: disable=g-import-not-at-top
 
     code = run_cli(_run, verbose=_VERBOSE.value)
-    # A run stopped by an error leaves its data iterators to the garbage collector. Collected here,
-    # while the interpreter is whole, grain's worker processes stop cleanly; left to grain's exit-time
-    # finalizer, their shutdown races and prints a traceback after the error message.
+    # loop.train and loop.evaluate close their data iterators (and grain's workers) when an error stops
+    # them. What the error's traceback kept alive (the failed run's frames, and through them the batches
+    # grain's workers handed over in shared memory) is reference cycles: collected here, while grain's
+    # unlinking thread still runs, the shared memory is freed; left to interpreter exit, Python's
+    # resource tracker prints "leaked shared_memory objects" warnings after the error message.
     gc.collect()
     sys.exit(code)
 

@@ -8,6 +8,7 @@ chosen checkpoint (``eval.select``: ``best`` on validation, or ``last``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -168,7 +169,8 @@ def evaluate(run: StageRun, state: TrainState, source: Any, prefix: str) -> dict
     sums: dict[str, float] = {}
     skipped = 0
     loader = input_pipeline.make_eval_loader(run.config, source, run.data.info, run.stage.eval_loader_mode)
-    batches = device_prefetch(iter(loader), run.batch_sharding)
+    iterator = iter(loader)
+    batches = device_prefetch(iterator, run.batch_sharding)
     try:
         for batch in batches:
             inputs, n_skipped = input_pipeline.step_inputs(batch, run.stage.batch_keys)
@@ -177,6 +179,7 @@ def evaluate(run: StageRun, state: TrainState, source: Any, prefix: str) -> dict
                 sums[k] = sums.get(k, 0.0) + float(v)
     finally:
         batches.close()
+        _close_iterator(iterator)  # its grain workers, if any, stop now (see ``train``)
     count = max(sums.pop("count", 0.0), 1.0)
     metrics = {f"{prefix}_loss": sums["loss_sum"] / count, f"{prefix}_clips": count}
     if "top1_correct" in sums:
@@ -185,6 +188,18 @@ def evaluate(run: StageRun, state: TrainState, source: Any, prefix: str) -> dict
     if skipped:
         metrics[f"{prefix}_skipped"] = skipped
     return metrics
+
+
+def _close_iterator(iterator) -> None:
+    """Closes a grain iterator (and its worker processes); a failure to close is logged, never raised,
+    so that it cannot hide the error that stopped the run."""
+    close = getattr(iterator, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception as e:  # pylint: disable=broad-except
+        logging.warning("closing the data iterator failed: %s", e)
 
 
 def _finite_or_raise(metrics: dict, step: int, checkpoint_dir: Path, last_saved: int | None) -> None:
@@ -215,14 +230,21 @@ def train(run: StageRun) -> StageResult:
     """The loop: train, validate and checkpoint; then score the chosen checkpoint on the test split once."""
     config, stage, ckpt = run.config, run.stage, run.checkpointer
     config_json = _config_json(config)
-    loader_iter = iter(run.train_loader)
-    start, state = _resume(run, loader_iter, config_json)
-    train_iter = device_prefetch(loader_iter, run.batch_sharding, size=2)
-    writer = reporting.MetricWriter(run.workdir)
-    progress = reporting.Progress(run.total_steps, start, config.train.batch_size, desc=config.stage)
-    eval_every = config.eval.every_epochs * run.steps_per_epoch
-    last_saved, pending, val_metrics, train_skipped = (start or None), None, {}, 0
-    try:
+    # Whatever stops the run, its data iterators are closed here: grain's worker processes stop while
+    # the interpreter is whole, not in an exit-time finalizer that races their shutdown (and prints a
+    # traceback after the error message).
+    with contextlib.ExitStack() as cleanup:
+        loader_iter = iter(run.train_loader)
+        cleanup.callback(_close_iterator, loader_iter)
+        start, state = _resume(run, loader_iter, config_json)
+        train_iter = device_prefetch(loader_iter, run.batch_sharding, size=2)
+        cleanup.callback(train_iter.close)  # its thread stops pulling before loader_iter closes
+        writer = reporting.MetricWriter(run.workdir)
+        cleanup.callback(writer.close)
+        progress = reporting.Progress(run.total_steps, start, config.train.batch_size, desc=config.stage)
+        cleanup.callback(progress.close)
+        eval_every = config.eval.every_epochs * run.steps_per_epoch
+        last_saved, pending, val_metrics, train_skipped = (start or None), None, {}, 0
         with _TermFlag() as term:
             for step in range(start, run.total_steps):
                 batch, n_skipped = input_pipeline.step_inputs(next(train_iter), stage.batch_keys)
@@ -256,10 +278,6 @@ def train(run: StageRun) -> StageResult:
                     ckpt.wait()
                     raise Preempted(f"SIGTERM: saved step {done_steps} in {ckpt.directory}; rerun to resume")
         ckpt.wait()
-    finally:
-        progress.close()
-        train_iter.close()
-        writer.close()
 
     try:
         chosen, state = _chosen_state(run, state)

@@ -118,7 +118,13 @@ class StageCheckpointer:
                 target, n = self.directory / f"{step}.damaged-{stamp}", 1
                 while target.exists():  # damaged again within the second
                     target, n = self.directory / f"{step}.damaged-{stamp}-{n}", n + 1
-                (self.directory / str(step)).rename(target)
+                try:
+                    (self.directory / str(step)).rename(target)
+                except OSError as e:
+                    raise CheckpointError(
+                        f"checkpoint step {step} in {self.directory} cannot be restored and cannot be moved aside "
+                        f"to {target} ({e.strerror or e}): move it away by hand, then rerun to resume from step "
+                        f"{resumed_from}") from e
                 message = (f"checkpoint step {step} in {self.directory} is damaged: moved aside to {target} "
                            f"(kept for inspection; delete it when done). Resuming from step {resumed_from}.")
                 logging.warning(message)

@@ -308,6 +308,8 @@ def _parse(argv):
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for every row (repeatable), e.g. train.epochs=2")
     parser.add_argument("--out", default="bench/results/reproduce")
+    parser.add_argument("--no-train", action="store_true",
+                        help="write the tables from the finished runs only; a missing run is an error")
     parser.add_argument("--verbose", action="store_true", help="tracebacks and library logs")
     return parser.parse_args(argv)
 
@@ -382,7 +384,10 @@ def _run(args) -> int:
             for row in (args.rows.split(",") if name == "rows" else experiment.rows):
                 order += [r for r in rows_config.depends_on(row) if r not in order]
             for row in order:
-                train_row(row, runs, seed, arg, args.set)
+                if not args.no_train:
+                    train_row(row, runs, seed, arg, args.set)
+                elif not (runs / row / "final_metrics.json").is_file():
+                    raise InputError(f"--no-train: {runs / row} holds no finished run; run without --no-train")
         print(write_results(root / name, name, experiment, runs_dirs, a.dataset), flush=True)
     return 0
 

@@ -244,6 +244,7 @@ def table(name: str, experiment: Experiment, results: dict, dataset: str) -> str
             lines.append(f"| {results[lower]['title']} < {results[higher]['title']} | {o['delta']:+.1f} | "
                          f"{o['se_seeds']:.1f} | {o['se_clips']:.1f} | {o['z']:+.1f} | "
                          f"{o['held']} of {o['seeds']} seeds |")
+        lines.append("")
         lines.append("SE: the two parts in quadrature give Δ / SE. Paired by seed: the std of the per-seed "
                      "differences over √n (rows of one seed share their teacher and SSL start). Over test "
                      "clips: the binomial error of two classifiers at the rows' accuracies, unpaired.")

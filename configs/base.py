@@ -206,7 +206,13 @@ def validate(c: ml_collections.ConfigDict) -> None:
 
 
 def validate_pipeline(c: ml_collections.ConfigDict) -> None:
-    """A top-level key of the KD pipeline that its stages would silently ignore is refused."""
+    """Each prerequisite stage is validated (its errors name its own keys), and a top-level key of
+    the KD pipeline that its stages would silently ignore is refused."""
+    for name, stage in c.prerequisites.items():
+        try:
+            validate(stage)
+        except InputError as e:
+            raise InputError(str(e).replace("config.", f"config.prerequisites.{name}.")) from None
     if c.init.backbone_checkpoint and not c.pipeline.kd_only_baseline:
         raise InputError(
             "config.init.backbone_checkpoint would be overwritten by the SSL student's weights: set "

@@ -78,3 +78,14 @@ def test_selecting_on_validation_needs_a_validation_split():
     c.eval.select, c.optim.schedule = "last", "warmup_cosine"
     base.validate(c)
     assert loop.protocol(c, make_stage(c)).startswith("last checkpoint; no validation split")
+
+
+def test_a_prerequisite_stage_is_validated_under_its_own_keys():
+    from configs import base, kd_student  # pylint: disable=g-import-not-at-top
+    from data_pipelines.bad_input import InputError  # pylint: disable=g-import-not-at-top
+
+    c = kd_student.get_config("size=tiny")
+    base.validate_pipeline(c)
+    c.prerequisites.teacher.train.clips_per_class = 0
+    with pytest.raises(InputError, match=r"config\.prerequisites\.teacher\.train\.clips_per_class must be >= 1"):
+        base.validate_pipeline(c)

@@ -224,7 +224,10 @@ def gamma_correction(x: jax.Array, gamma: float = 1.8) -> jax.Array:
 def _zero_dce_model(path: str):
     from actlumos_jax.models.zero_dce import load_zero_dce  # flax only when the method is used
 
-    return load_zero_dce(path)
+    # The first call may come while a step is being traced: built eagerly, the cached weights
+    # are concrete arrays, not tracers of that step that a later trace would find leaked.
+    with jax.ensure_compile_time_eval():
+        return load_zero_dce(path)
 
 
 def zero_dce(x: jax.Array, zero_dce_weights: str | None = None) -> jax.Array:

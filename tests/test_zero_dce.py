@@ -474,3 +474,21 @@ def test_enhance_zero_dce_needs_weights(tmp_path):
     with pytest.raises(FileNotFoundError, match="absent.npz: no such Zero-DCE weight file"):
         enhance.enhance(x, "zero_dce", zero_dce_weights=tmp_path / "absent.npz")
     assert "zero_dce" in enhance.METHODS
+
+
+def test_zero_dce_weights_first_read_inside_a_jitted_step_serve_every_later_step(tmp_path):
+    """The weights are cached per path: read first while one step is traced, they must not leak
+    that trace's values into the next (a KD teacher on Zero-DCE frames traces train and eval steps)."""
+    import jax  # pylint: disable=g-import-not-at-top
+    from actlumos_jax import enhance as enhance_lib  # pylint: disable=g-import-not-at-top
+    from actlumos_jax.models.zero_dce import DCENet, save_zero_dce  # pylint: disable=g-import-not-at-top
+    from flax import nnx  # pylint: disable=g-import-not-at-top
+
+    weights = save_zero_dce(DCENet(rngs=nnx.Rngs(3)), tmp_path / "traced_first.npz")
+    x = np.full((1, 2, 8, 8, 3), 0.1, np.float32)
+    train_like = jax.jit(lambda v: enhance_lib.enhance(v, "zero_dce", zero_dce_weights=str(weights)).sum())
+    eval_like = jax.jit(lambda v: enhance_lib.enhance(v, "zero_dce", zero_dce_weights=str(weights)))
+    total = float(train_like(x))
+    out = np.asarray(eval_like(x))
+    # The same function of the same input: equal up to float32 summation order over 384 values ~0.1-1.
+    assert np.isfinite(out).all() and abs(out.sum() - total) <= 1e-4 * max(abs(total), 1.0)

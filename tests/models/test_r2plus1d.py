@@ -147,13 +147,16 @@ def test_bad_inputs():
     ((3, 1, 1), (1, 1, 1), (1, 0, 0)),
     ((1, 1, 1), (2, 2, 2), (0, 0, 0)),  # the shortcut projection
     ((3, 3, 3), (1, 2, 2), (1, 1, 1)),  # not factorable: falls back to the 3-D convolution
+    ((1, 3, 3), (1, 1, 1), (0, 2, 1)),  # padding wider than the kernel needs
 ])
-def test_axis_factored_conv_equals_the_3d_convolution(kernel, stride, padding):
+# Fewer output than input channels sends a stride-1 kernel gradient down conv2d_nhwc's shifted-gradient path.
+@pytest.mark.parametrize("channels", [(3, 5), (5, 3)])
+def test_axis_factored_conv_equals_the_3d_convolution(kernel, stride, padding, channels):
     args = dict(kernel_size=kernel, strides=stride, padding=tuple((p, p) for p in padding), use_bias=False)
-    factored = AxisFactoredConv(3, 5, **args, rngs=nnx.Rngs(0))
-    direct = nnx.Conv(3, 5, **args, rngs=nnx.Rngs(1))
+    factored = AxisFactoredConv(*channels, **args, rngs=nnx.Rngs(0))
+    direct = nnx.Conv(*channels, **args, rngs=nnx.Rngs(1))
     direct.kernel[...] = factored.kernel[...]
-    x = jax.random.normal(jax.random.key(2), (2, 5, 9, 11, 3))  # odd sizes: stride-2 edges matter
+    x = jax.random.normal(jax.random.key(2), (2, 5, 9, 11, channels[0]))  # odd sizes: stride-2 edges matter
 
     def loss(module, x):
         return jnp.sum(jnp.sin(module(x)))

@@ -26,6 +26,10 @@ under DIR and prints the step's time summed by operation kind: convolutions
 (``ynn_fusion`` on XLA:CPU's YNNPACK path), matrix products, the copies that
 slice windows, and the element-wise fusions of BatchNorm and ReLU.
 
+``--teacher`` times the teacher's two-stream shape: the JAX teacher (both
+streams through the one shared backbone, DFF, encoder, head) against torch's
+backbone on both streams as one batch of 2 x batch clips.
+
 ``--small`` runs the CPU demo's model (R(2+1)D-10 at 1/8 width, 2 x 8 x 32 x 32
 clips) against the same network in torch.nn: a check in seconds.
 """
@@ -196,6 +200,9 @@ def main(argv=None):
     parser.add_argument("--small", action="store_true", help="the demo's tiny model and clips: a quick check")
     parser.add_argument("--layers", action="store_true", help="time each distinct convolution apart (see above)")
     parser.add_argument("--profile", metavar="DIR", help="trace the JAX training step and sum it by operation kind")
+    parser.add_argument("--teacher", action="store_true",
+                        help="the teacher's two-stream shape: JAX's teacher (dark + retinex through the shared "
+                        "backbone, DFF, encoder) against torch's backbone on both streams as one batch")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (each: one JAX and one torch call)")
     parser.add_argument("--batch", type=int, default=None, help="default 2")
     parser.add_argument("--frames", type=int, default=None, help="default 16 (--small: 8)")
@@ -209,19 +216,23 @@ def main(argv=None):
     args.dry_run = args.small  # gpu_bench's model config: the tiny model
 
     config = gpu_bench._model_config(args, "float32")  # pylint: disable=protected-access
-    student = build_model(config, NUM_CLASSES, kind="student", rngs=nnx.Rngs(0, dropout=1, mask=2))
+    kind = "teacher" if args.teacher else "student"
+    student = build_model(config, NUM_CLASSES, kind=kind, rngs=nnx.Rngs(0, dropout=1, mask=2))
     tmodel, tname = torch_model(args.small)
     rng = np.random.default_rng(0)
-    clip = rng.standard_normal((args.batch, args.frames, args.size, args.size, 3), dtype=np.float32)
+    # The teacher's two streams (dark, retinex): their values do not change the time.
+    clips = [rng.standard_normal((args.batch, args.frames, args.size, args.size, 3), dtype=np.float32)
+             for _ in range(2 if args.teacher else 1)]
     labels = np.arange(args.batch) % NUM_CLASSES
     print(f"{platform.processor() or platform.machine()}, {jax.devices()[0].device_kind}, "
           f"torch threads {torch.get_num_threads()}; jax {jax.__version__}, torch {torch.__version__}")
-    print(f"clip {args.batch} x {args.frames} x {args.size} x {args.size} x 3 float32; "
-          f"JAX student {parameter_count(student) / 1e6:.2f} M params; "
-          f"torch {tname} {sum(p.numel() for p in tmodel.parameters()) / 1e6:.2f} M params")
+    print(f"{len(clips)} stream(s) of {args.batch} x {args.frames} x {args.size} x {args.size} x 3 float32; "
+          f"JAX {kind} {parameter_count(student) / 1e6:.2f} M params; "
+          f"torch {tname} {sum(p.numel() for p in tmodel.parameters()) / 1e6:.2f} M params"
+          + (", both streams as one batch, logits averaged over them" if args.teacher else ""))
 
     if args.layers:
-        layers_report(student, clip.shape, args.repeats)
+        layers_report(student, (len(clips) * args.batch, *clips[0].shape[1:]), args.repeats)
         return
 
     # ---- JAX: eval forward and the training step, compiled apart
@@ -230,14 +241,14 @@ def main(argv=None):
 
     @jax.jit
     def forward(state, x):
-        return nnx.merge(graphdef_eval, state)(x).logits
+        return nnx.merge(graphdef_eval, state)(*x).logits
 
-    x_jax, y_jax = jnp.asarray(clip), jnp.asarray(labels)
+    x_jax, y_jax = tuple(jnp.asarray(c) for c in clips), jnp.asarray(labels)
     fwd, fwd_compile, _ = gpu_bench._compile(forward, state_eval, x_jax)  # pylint: disable=protected-access
     student.train()
     graphdef, tx, train_state = gpu_bench._train_state(student)  # pylint: disable=protected-access
     train_state = jax.tree.map(jnp.copy, train_state)  # donated by the step: not the forward's buffers
-    step = gpu_bench._make_step(graphdef, tx, lambda model, x, y: losses.cross_entropy(model(x).logits, y))  # pylint: disable=protected-access
+    step = gpu_bench._make_step(graphdef, tx, lambda model, x, y: losses.cross_entropy(model(*x).logits, y))  # pylint: disable=protected-access
     step, step_compile, _ = gpu_bench._compile(step, train_state, x_jax, y_jax)  # pylint: disable=protected-access
 
     if args.profile:
@@ -253,19 +264,22 @@ def main(argv=None):
         jax.block_until_ready(loss)
 
     # ---- torch: the same two calls, eager
-    x_torch = torch.from_numpy(np.ascontiguousarray(clip.transpose(0, 4, 1, 2, 3)))
+    x_torch = torch.from_numpy(np.ascontiguousarray(np.concatenate(clips).transpose(0, 4, 1, 2, 3)))
     y_torch = torch.from_numpy(labels)
     optimizer = torch.optim.AdamW(tmodel.parameters(), lr=1e-5, weight_decay=1e-3)
+
+    def torch_logits():
+        return tmodel(x_torch).view(len(clips), args.batch, -1).mean(0)
 
     def torch_forward():
         tmodel.eval()
         with torch.inference_mode():
-            tmodel(x_torch)
+            torch_logits()
 
     def torch_step():
         tmodel.train()
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(tmodel(x_torch), y_torch).backward()
+        F.cross_entropy(torch_logits(), y_torch).backward()
         optimizer.step()
 
     first = {"jax forward": _timed(jax_forward), "torch forward": _timed(torch_forward),

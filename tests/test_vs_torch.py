@@ -31,3 +31,10 @@ def test_layers_report_prints_a_row_per_distinct_convolution(capsys):
     assert len(rows) == len(vs_torch.conv_layers(_tiny_student(), (2, 8, 32, 32, 3)))
     assert all(len(re.findall(r"\d+\.\d+x", row)) == 3 for row in rows)  # forward, input and kernel gradient
     assert "all convolutions" in out
+
+
+def test_teacher_shape_runs_both_streams_on_both_sides(capsys):
+    vs_torch.main(["--small", "--teacher", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "2 stream(s)" in out and "JAX teacher" in out
+    assert re.search(r"one training step \(AdamW\).*\d+\.\d+ \[.*\]x", out)

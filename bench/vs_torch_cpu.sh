@@ -13,8 +13,9 @@ python=$(command -v "${PYTHON:-python}")
 python="$(cd "$(dirname "$python")" && pwd)/$(basename "$python")"  # absolute: the baseline runs elsewhere
 out=bench/results/vs_torch_cpu.txt
 trace=$(mktemp -d)
+code="$(git rev-parse --short HEAD)$(git diff --quiet -- . ":!$out" || echo ' + uncommitted changes')"
 {
-  echo "# bash bench/vs_torch_cpu.sh ${1:-}: $(date -u +%F), model code as of $(git rev-parse --short HEAD)$(git diff --quiet || echo ' + uncommitted changes'); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "# bash bench/vs_torch_cpu.sh ${1:-}: $(date -u +%F), model code as of $code; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo; echo "## student: python -m bench.vs_torch --repeats 5"
   "$python" -m bench.vs_torch --repeats 5
   echo; echo "## teacher's two-stream shape: python -m bench.vs_torch --teacher --repeats 3"

@@ -123,15 +123,14 @@ def _lax_conv2d(x, kernel, strides, padding, precision):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def conv2d_nhwc(x, kernel, strides, padding, precision=None):
-    """A 2-D NHWC x HWIO convolution whose kernel gradient is one matrix product per tap.
+    """A 2-D NHWC x HWIO convolution whose kernel gradient is computed by matrix products.
 
     XLA's CPU backend computes a convolution's kernel gradient as another
     convolution with batch and features swapped, which misses its fast path:
     3-5x slower than PyTorch at R(2+1)D's shapes (``python -m bench.vs_torch
-    --layers``). Per kernel tap (i, j) that gradient is a plain product,
-    ``dW[i, j] = X_ij^T G`` with ``X_ij`` the input window the tap sees, flattened
-    to (pixels, C_in), and XLA runs 2-D matrix products at full speed. The input
-    gradient stays XLA's own transposed convolution, which is fast.
+    --layers``). ``kernel_gradient`` writes it as plain 2-D matrix products,
+    which XLA runs at full speed. The input gradient stays XLA's own transposed
+    convolution, which is fast.
     """
     return _lax_conv2d(x, kernel, strides, padding, precision)
 

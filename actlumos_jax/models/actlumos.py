@@ -21,6 +21,7 @@ from flax import nnx
 
 from actlumos_jax.models.encoder import TemporalEncoder, torch_linear_init
 from actlumos_jax.models.fusion import ConcatFusion, SingleStream, SpatiotemporalDFF, TemporalDFF
+from actlumos_jax.models.initialize import construct
 from actlumos_jax.models.r2plus1d import R2Plus1D, R2Plus1DSpec, parameter_count
 
 FUSIONS = ("dff_temporal", "dff_spatiotemporal", "concat", "dark_only", "retinex_only")
@@ -287,12 +288,16 @@ def build_model(model_config: ml_collections.ConfigDict, num_classes: int, *, ki
         attention_dropout=e.attention_dropout, key_keep_prob=e.key_keep_prob, layernorm=e.layernorm,
     )
     if kind == "teacher":
-        return Teacher(spec, model_config.fusion, num_classes, encoder_kwargs,
-                       fusion_hidden=model_config.fusion_hidden, head_dropout=model_config.head_dropout,
-                       # A saved teacher config without the key was trained with two calls: "separate".
-                       stream_norm=model_config.get("stream_norm", "separate"), dtype=dtype, rngs=rngs)
-    return Student(spec, num_classes, encoder_kwargs, head_dropout=model_config.head_dropout,
-                   projection_dim=model_config.projection_dim, dtype=dtype, rngs=rngs)
+        fusion = model_config.fusion
+        fusion_hidden, head_dropout = model_config.fusion_hidden, model_config.head_dropout
+        # A saved teacher config without the key was trained with two calls: "separate".
+        stream_norm = model_config.get("stream_norm", "separate")
+        return construct(lambda r: Teacher(spec, fusion, num_classes, encoder_kwargs, fusion_hidden=fusion_hidden,
+                                           head_dropout=head_dropout, stream_norm=stream_norm, dtype=dtype, rngs=r),
+                         rngs)
+    head_dropout, projection_dim = model_config.head_dropout, model_config.projection_dim
+    return construct(lambda r: Student(spec, num_classes, encoder_kwargs, head_dropout=head_dropout,
+                                       projection_dim=projection_dim, dtype=dtype, rngs=r), rngs)
 
 
 def load_pretrained_backbone(model: Teacher | Student, checkpoint_dir: str) -> None:

@@ -1,5 +1,5 @@
-"""The environment of main.py subprocesses: one dataset and one persistent XLA cache per test module,
-so only a module's first run of each program shape pays for compilation."""
+"""The environment of main.py subprocesses: one dataset per test module; the persistent XLA cache is
+the run's (tests/conftest.py), so only the first run of each program shape pays for compilation."""
 
 import os
 
@@ -9,6 +9,6 @@ import pytest
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     shared = tmp_path_factory.mktemp("shared")
-    env = dict(os.environ, ACTLUMOS_DATA_DIR=str(shared / "data"), JAX_COMPILATION_CACHE_DIR=str(shared / "xla"),
+    env = dict(os.environ, ACTLUMOS_DATA_DIR=str(shared / "data"),
                JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2", PYTHONUNBUFFERED="1")
     return env

@@ -2,8 +2,10 @@ import os
 import shutil
 import tempfile
 
+from tests.compile_flags import xla_flags
+
 # Eight fake CPU devices for the SPMD tests; must be set before jax is imported.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("XLA_FLAGS", xla_flags(8))  # and fast compiles (tests/compile_flags.py)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 # One persistent XLA cache for the whole run: the xdist workers and every main.py the tests start

@@ -5,10 +5,12 @@ import os
 
 import pytest
 
+from tests.compile_flags import xla_flags
+
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     shared = tmp_path_factory.mktemp("shared")
     env = dict(os.environ, ACTLUMOS_DATA_DIR=str(shared / "data"),
-               JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2", PYTHONUNBUFFERED="1")
+               JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(2), PYTHONUNBUFFERED="1")
     return env

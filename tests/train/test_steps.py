@@ -47,19 +47,28 @@ def test_one_device_and_eight_devices_agree(stage):
     for n in (1, 8):
         mesh = parallel.make_mesh(n)
         state, train, _, teacher_vars, data = _setup(stage, mesh)
-        learning_rates = []
+        learning_rates, per_step = [], []
         for _ in range(2):
             state, metrics = train(state, _global(batch, data), teacher_vars)
             learning_rates.append(float(metrics["learning_rate"]))
-        results.append((jax.device_get(metrics), jax.device_get(state.params), jax.device_get(state.batch_stats),
-                        learning_rates))
+            per_step.append(jax.device_get(metrics))
+        results.append((per_step, jax.device_get(state.params), jax.device_get(state.batch_stats), learning_rates))
     (m1, p1, b1, lr1), (m8, p8, b8, lr8) = results
     assert lr1 == lr8
-    # One device and eight differ only in the order of float32 reductions (batch means, the
-    # gradient all-reduce): ~1e-7 relative per sum, so forward values agree to well under 1e-5
-    # relative. A sharding error (per-device BatchNorm, a wrong all-reduce) changes them by O(1e-2).
-    np.testing.assert_allclose(m1["loss"], m8["loss"], rtol=1e-5)
-    np.testing.assert_allclose(m1["grad_norm"], m8["grad_norm"], rtol=1e-4)
+    # The first step starts from the same parameters: one device and eight differ only in the order
+    # of float32 reductions (batch means, the gradient all-reduce), ~1e-7 relative per sum, so the
+    # loss agrees to well under 1e-5 relative. The gradient also passes back through each BatchNorm's
+    # division by a batch standard deviation, which amplifies those rounding differences where a
+    # channel's spread is small next to its mean (eight 32x32 clips at 1/8 width): 2.3e-4 relative was
+    # seen at LLVM level 0. A sharding error (per-device BatchNorm, a wrong all-reduce) changes both
+    # by O(1e-2), so 1e-3 still tells the two apart.
+    np.testing.assert_allclose(m1[0]["loss"], m8[0]["loss"], rtol=1e-5)
+    np.testing.assert_allclose(m1[0]["grad_norm"], m8[0]["grad_norm"], rtol=1e-3)
+    # The second starts from parameters that Adam may have moved apart by up to 2 x the learning rate
+    # each (below), so its loss may differ by the first-order change |g| |dtheta| <= |g| 2 lr sqrt(P).
+    count = sum(np.size(x) for x in jax.tree.leaves(p1))
+    drift = m1[1]["grad_norm"] * 2 * lr1[0] * np.sqrt(count)
+    assert abs(m1[1]["loss"] - m8[1]["loss"]) <= drift + 1e-5 * abs(m1[1]["loss"]), (m1[1]["loss"], m8[1]["loss"], drift)
     stats = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), b1, b8))
     scale = max(float(np.max(np.abs(a))) for a in jax.tree.leaves(b1))
     assert max(stats) < 1e-5 * scale, (max(stats), scale)

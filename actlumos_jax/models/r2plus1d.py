@@ -80,10 +80,8 @@ class AxisFactoredConv(nnx.Conv):
     time into the batch for a (1, kh, kw) kernel, height x width into one axis
     for a (kt, 1, 1) kernel. It runs as that 2-D convolution because XLA's CPU
     backend has no fast 3-D convolution (``python -m bench.model_forward``
-    times both paths). A stride-1 spatial kernel on a map of at most
-    ``IM2COL_MAX_PIXELS`` runs as one matrix product instead (``conv2d_im2col``).
-    The parameters are exactly ``nnx.Conv``'s, so converted weights and
-    checkpoints do not change.
+    times both paths). The parameters are exactly ``nnx.Conv``'s, so converted
+    weights and checkpoints do not change.
     """
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -94,10 +92,7 @@ class AxisFactoredConv(nnx.Conv):
         x, kernel = self.promote_dtype((x, self.kernel[...]), dtype=self.dtype)
         if kt == 1 and (kh > 1 or kw > 1):  # spatial: frames are independent images
             frames = einops.rearrange(x, "n t h w c -> (n t) h w c")
-            if (sh, sw) == (1, 1) and x.shape[2] * x.shape[3] <= IM2COL_MAX_PIXELS:
-                y = conv2d_im2col(frames, kernel[0], ((ph0, ph1), (pw0, pw1)), self.precision)
-            else:
-                y = self._conv2d(frames, kernel[0], (sh, sw), ((ph0, ph1), (pw0, pw1)))
+            y = self._conv2d(frames, kernel[0], (sh, sw), ((ph0, ph1), (pw0, pw1)))
             return einops.rearrange(y, "(n t) h w c -> n t h w c", n=x.shape[0])
         # temporal or pointwise: a pointwise kernel's spatial stride is a subsampling
         x = x[:, :, ::sh, ::sw]
@@ -119,24 +114,6 @@ class AxisFactoredConv(nnx.Conv):
 
     def _conv2d(self, x, kernel, strides, padding):
         return conv2d_nhwc(x, kernel, strides, padding, self.precision)
-
-
-# On maps this small (layers 3-4 of R(2+1)D-34 at 112x112 clips: 14x14 and 7x7) XLA:CPU's convolution
-# is slower than one matrix product over the kernel's windows side by side: 24 against 20 ms at 14x14,
-# 27 against 8 ms at 7x7; at 28x28 the convolution wins, 48 against 62 ms (python -m bench.conv_im2col).
-IM2COL_MAX_PIXELS = 14 * 14
-
-
-def conv2d_im2col(x, kernel, padding, precision=None):
-    """A stride-1 NHWC x HWIO convolution as one matrix product: the kernel's windows side by side (im2col)."""
-    kh, kw, c_in, c_out = kernel.shape
-    (ph0, ph1), (pw0, pw1) = padding
-    x = jnp.pad(x, ((0, 0), (ph0, ph1), (pw0, pw1), (0, 0)))
-    out_h, out_w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-    cols = jnp.concatenate([x[:, i:i + out_h, j:j + out_w] for i in range(kh) for j in range(kw)], axis=-1)
-    y = jnp.einsum("pk,kd->pd", cols.reshape(-1, kh * kw * c_in), kernel.reshape(kh * kw * c_in, c_out),
-                   precision=precision)
-    return y.reshape(x.shape[0], out_h, out_w, c_out)
 
 
 def _lax_conv2d(x, kernel, strides, padding, precision):

@@ -13,8 +13,8 @@ from torch import nn
 from torchvision.models.video import r2plus1d_18
 from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D, R2Plus1dStem, VideoResNet
 
-from actlumos_jax.models.r2plus1d import (AxisFactoredConv, R2Plus1D, R2Plus1DSpec, block_midplanes, conv2d_im2col,
-                                         midplanes, parameter_count)
+from actlumos_jax.models.r2plus1d import (AxisFactoredConv, R2Plus1D, R2Plus1DSpec, block_midplanes, midplanes,
+                                         parameter_count)
 
 
 def abstract(spec):
@@ -175,30 +175,3 @@ def test_axis_factored_conv_equals_the_3d_convolution(kernel, stride, padding, c
     kernel_tol = 4 * np.log2(pixels) * np.finfo(np.float32).eps * float(jnp.abs(x).sum(axis=(0, 1, 2, 3)).max())
     assert jnp.allclose(g_factored[0].kernel[...], g_direct[0].kernel[...], rtol=0, atol=kernel_tol)
     assert jnp.allclose(g_factored[1], g_direct[1], atol=1e-5)
-
-
-@pytest.mark.parametrize("kernel_hw,padding", [((3, 3), ((1, 1), (1, 1))), ((3, 3), ((0, 2), (1, 0))),
-                                               ((1, 3), ((0, 0), (1, 1)))])
-def test_im2col_convolution_equals_xla_convolution_with_its_gradients(kernel_hw, padding):
-    x = jax.random.normal(jax.random.key(0), (3, 6, 7, 5))
-    kernel = jax.random.normal(jax.random.key(1), (*kernel_hw, 5, 4))
-    g = jax.random.normal(jax.random.key(2), (3, 6 + sum(padding[0]) - kernel_hw[0] + 1,
-                                              7 + sum(padding[1]) - kernel_hw[1] + 1, 4))
-
-    def both(fn):
-        y, vjp = jax.vjp(fn, x, kernel)
-        return y, vjp(g)
-
-    im2col = both(lambda x, k: conv2d_im2col(x, k, padding))
-    xla = both(lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), padding,
-                                                         dimension_numbers=("NHWC", "HWIO", "NHWC")))
-    # Every value (output, input or kernel gradient) is a sum of at most n = N*H*W = 126 products, each
-    # at most m = (the largest entry of x, kernel, g)^2; the two sides sum in other orders, and a float32
-    # sum of n terms errs by at most ~log2(n) * eps * n * m (x4 for the two sides). A misplaced window
-    # or tap is off by O(1).
-    largest = max(float(jnp.abs(a).max()) for a in (x, kernel, g))
-    n = x.shape[0] * x.shape[1] * x.shape[2]
-    tol = 4 * np.log2(n) * np.finfo(np.float32).eps * n * largest ** 2
-    for a, b in zip(jax.tree.leaves(im2col), jax.tree.leaves(xla)):
-        assert a.shape == b.shape
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=tol)
